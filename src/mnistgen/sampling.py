@@ -1,0 +1,50 @@
+"""Load a trained model from a run folder or checkpoint, and draw samples from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import find_checkpoint, load_checkpoint
+from .config import Config
+from .errors import CheckpointError, MnistgenError
+from .images import save_grid, to_uint8
+from .models import GAN, VAE, build_model
+
+
+def load_trained_model(target: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE | GAN, Config]:
+    """The model of a run folder or checkpoint, in eval mode; a GAN's EMA weights if it has them."""
+    state = load_checkpoint(find_checkpoint(target))
+    cfg = Config.from_dict(state["config"])
+    model = build_model(cfg.model, **cfg.model_args)
+    ema = (state.get("family") or {}).get("ema")
+    try:
+        if ema is not None:
+            weights = {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
+            model.load_state_dict(weights)
+        else:
+            model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{target}: weights do not fit model {cfg.model!r} ({str(exc).splitlines()[0]})") from exc
+    return model.to(device).eval(), cfg
+
+
+def sample_images(model: VAE | GAN, n: int, seed: int = 0, batch: int = 2000) -> np.ndarray:
+    """``n`` samples as uint8 (n, 28, 28), reproducible for a given seed."""
+    gen = torch.Generator().manual_seed(seed)
+    chunks = [to_uint8(model.sample(min(batch, n - i), generator=gen)) for i in range(0, n, batch)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 28, 28), np.uint8)
+
+
+def write_samples(images: np.ndarray, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    if out.suffix == ".png":
+        return save_grid(images, out)
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, images=images)
+        return out
+    raise MnistgenError(f"--out must end in .png or .npz, not {out.name!r}")
