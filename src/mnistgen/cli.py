@@ -143,9 +143,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise MnistgenError("name a preset to train (see `mnistgen presets`), or pass --resume RUN")
     cfg = load_preset(args.preset)
     overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
+    cfg = apply_overrides(cfg, overrides)  # user's overrides are validated even in a dry run
     if args.dry_run:
-        overrides += ["epochs=1", f"batch_size={min(cfg.train.batch_size, 16)}", "checkpoint_every=0"]
-    cfg = apply_overrides(cfg, overrides)
+        cfg = apply_overrides(cfg, ["epochs=1", f"batch_size={min(cfg.train.batch_size, 16)}", "checkpoint_every=0"])
     if args.subset is not None and args.subset < 1:
         raise MnistgenError("--subset must be a positive number of images")
     if args.dry_run:

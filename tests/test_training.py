@@ -1,0 +1,168 @@
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mnistgen.checkpoint import load_checkpoint
+from mnistgen.cli import main
+from mnistgen.config import apply_overrides, load_preset
+from mnistgen.errors import CheckpointError, TrainingDiverged
+from mnistgen.training import RunOptions, make_trainer
+from mnistgen.training.loop import KILL_ENV
+
+
+def tiny_run(out, preset="vae", *extra):
+    return ["train", preset, "--subset", "256", "--epochs", "2", "--set", "batch_size=32",
+            "--set", "checkpoint_every=3", "--out", str(out), "--no-progress", "--device", "cpu", *extra]
+
+
+def cli(args, env_extra=None):
+    import os
+
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "mnistgen", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.mark.parametrize("preset", ["vae", "gan"])
+def test_resume_after_sigkill_matches_uninterrupted_run(preset, tmp_path, mnist):
+    reference = cli(tiny_run(tmp_path / "reference", preset))
+    assert reference.returncode == 0, reference.stderr
+
+    # 8 steps per epoch; checkpoints at steps 3, 6, 8 (epoch end), 9; killed after step 11.
+    killed = cli(tiny_run(tmp_path / "killed", preset), {KILL_ENV: "11"})
+    assert killed.returncode == -9
+    state = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["complete"]) == (1, 1, False)
+
+    resumed = cli(["train", "--resume", str(tmp_path / "killed"), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr
+
+    a = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 16 and b["complete"]
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    lines_a = [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+    lines_b = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines_b] == [1, 2]
+    drop = {"seconds"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in lines_a] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in lines_b]
+
+
+def make_tiny_trainer(out, preset="vae", **overrides):
+    cfg = apply_overrides(load_preset(preset), [f"{k}={v}" for k, v in
+                                                {"epochs": 1, "batch_size": 16, **overrides}.items()])
+    trainer = make_trainer(cfg, RunOptions(out=str(out), subset=64, device="cpu", progress=False))
+    trainer.prepare_new_run()
+    return trainer
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, mnist):
+    trainer = make_tiny_trainer(tmp_path / "run", checkpoint_every=1)
+    real_loss, calls = trainer.loss_fn, {"n": 0}
+
+    def loss_that_explodes(x, beta):
+        calls["n"] += 1
+        terms = real_loss(x, beta=beta)
+        if calls["n"] == 3:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    trainer.loss_fn = loss_that_explodes
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, step 3"):
+        trainer.run()
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["global_step"] == 2
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def test_time_budget_stops_and_is_recorded(tmp_path, mnist):
+    trainer = make_tiny_trainer(tmp_path / "run", epochs=50)
+    trainer.opts.max_minutes = 1e-6
+    summary = trainer.run()
+    assert summary["stop_reason"] == "time budget" and summary["steps"] == 1
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
+
+
+def test_run_folder_contents(tmp_path, mnist):
+    out = tmp_path / "run"
+    assert main(tiny_run(out, "gan", "--set", "epochs=1")) == 0
+    for rel in ("config.yaml", "model_info.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
+                "samples/epoch_0001.png", "samples/final.png"):
+        assert (out / rel).is_file(), rel
+    assert list((out / "tensorboard").iterdir())
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"d_loss", "g_loss", "lr_g", "lr_d", "seconds"} <= set(record)
+    info = json.loads((out / "model_info.json").read_text())
+    assert info["parameters"] > 0 and info["model_lines_of_code"] > 5 and info["trainer_lines_of_code"] > 50
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert main(["train", "vae", "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def trained_vae(tmp_path_factory, mnist):
+    out = tmp_path_factory.mktemp("vae") / "run"
+    assert main(tiny_run(out, "vae", "--set", "epochs=1")) == 0
+    return out
+
+
+def test_sample_npz_and_png(trained_vae, tmp_path):
+    assert main(["sample", str(trained_vae), "-n", "7", "--out", str(tmp_path / "s.npz"), "--seed", "1"]) == 0
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.shape == (7, 28, 28) and images.dtype == np.uint8 and images.max() > 0
+    assert main(["sample", str(trained_vae / "checkpoints" / "last.pt"), "-n", "7",
+                 "--out", str(tmp_path / "again.npz"), "--seed", "1"]) == 0
+    np.testing.assert_array_equal(images, np.load(tmp_path / "again.npz")["images"])
+    assert main(["sample", str(trained_vae), "-n", "16", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sample_bad_output_suffix(trained_vae, tmp_path, capsys):
+    assert main(["sample", str(trained_vae), "--out", str(tmp_path / "x.jpg")]) == 2
+    assert ".png or .npz" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_is_a_clear_error(trained_vae, tmp_path, capsys):
+    broken = tmp_path / "broken.pt"
+    blob = (trained_vae / "checkpoints" / "last.pt").read_bytes()
+    broken.write_bytes(blob[: len(blob) // 3])
+    assert main(["sample", str(broken), "--out", str(tmp_path / "x.png")]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_preset_is_refused(trained_vae, tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="belongs to preset 'vae', not 'gan'"):
+        load_checkpoint(trained_vae / "checkpoints" / "last.pt", expect_preset="gan")
+    assert main(["train", "gan", "--resume", str(trained_vae)]) == 2
+    assert "is a run of 'vae'" in capsys.readouterr().err
+
+
+def test_checkpoint_never_unpickles_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"config": {}, "model": Evil(), "format": 1}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_kl_weight_anneals_linearly(tmp_path, mnist):
+    trainer = make_tiny_trainer(tmp_path / "run", kl_warmup_epochs=2)
+    assert trainer.kl_weight() == 0.0
+    trainer.epoch, trainer.step_in_epoch = 1, len(trainer.batches) // 2
+    assert math.isclose(trainer.kl_weight(), 0.75)
