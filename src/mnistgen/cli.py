@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "metrics.jsonl and TensorBoard logs to the run folder.")
     train.add_argument("preset", nargs="?", help="preset name (see `mnistgen presets`)")
     train.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
-    train.add_argument("--max-minutes", type=float, help="stop after this much training time")
+    train.add_argument("--max-minutes", type=float, help="stop after this many minutes of training (with --resume: this many more)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--out", help="run folder (default runs/PRESET-TIMESTAMP); must not hold a run")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = state["run"]
         opts = RunOptions(out=str(out), seed=run["seed"], device=args.device if args.device != "auto" else run["device"],
                           amp=run["amp"], compile=run["compile"], subset=run["subset"], data=run["data"],
-                          max_minutes=args.max_minutes or run["max_minutes"], progress=not args.no_progress)
+                          max_minutes=args.max_minutes, progress=not args.no_progress)
         overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
         cfg = apply_overrides(cfg, overrides)
         trainer = make_trainer(cfg, opts)

@@ -19,7 +19,6 @@ import hashlib
 import importlib.metadata
 import os
 import struct
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .fileio import atomic_write
 
 TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
@@ -213,18 +213,8 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 
 
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save an .npz atomically: an interrupted first run never leaves a corrupt cache."""
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _write_cache(arrays: dict[str, np.ndarray], source: str) -> Path:

@@ -235,7 +235,8 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
         self.writer = SummaryWriter(str(self.out / "tensorboard"))
-        budget = self.opts.max_minutes * 60 if self.opts.max_minutes else math.inf
+        # The budget counts from here: a resumed run gets max_minutes more, not less.
+        budget = self.elapsed + self.opts.max_minutes * 60 if self.opts.max_minutes else math.inf
         kill_after = int(os.environ.get(KILL_ENV, "0"))
         stop_reason = "epochs"
         self.model.train()
