@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -244,7 +245,7 @@ class Trainer:
             while self.epoch < self.t.epochs:
                 bar = tqdm(total=len(self.batches), initial=self.step_in_epoch, disable=not self.opts.progress,
                            desc=f"{self.cfg.preset} epoch {self.epoch + 1}/{self.t.epochs}", leave=False,
-                           dynamic_ncols=True)
+                           dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
                 out_of_time = False
                 for x in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
                     started = time.perf_counter()
