@@ -8,6 +8,7 @@ its optimizers, one training step, the end-of-epoch work, and which weights to s
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from ..config import Config
 from ..data import InMemoryBatches, load_dataset, to_float_images
 from ..errors import MnistgenError, TrainingDiverged
 from ..images import save_grid
-from ..modelinfo import model_info
+from ..modelinfo import lines_of_code, model_info
 from ..models import GAN, VAE, build_model
 
 GRID_SIZE = 64  # fixed latents drawn once per run; every epoch's grid decodes the same ones
@@ -183,9 +184,9 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and not json.loads(line).get("partial") and json.loads(line)["epoch"] <= self.epoch]
-        path.write_text("".join(line + "\n" for line in keep))
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        keep = [r for r in records if not r.get("partial") and r["epoch"] <= self.epoch]
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     def save_samples(self, name: str) -> Path:
         model = self.sampling_model()
@@ -220,10 +221,7 @@ class Trainer:
         self.save()  # step 0: a NaN in the first epoch still leaves a good checkpoint
 
     def trainer_lines_of_code(self) -> int:
-        import inspect
-        import sys
-
-        from ..modelinfo import lines_of_code
+        """Lines of the shared loop plus this family's trainer (the seeds count training code too)."""
         files = {sys.modules[Trainer.__module__], sys.modules[type(self).__module__]}
         return sum(lines_of_code(inspect.getsource(m)) for m in files)
 
