@@ -319,8 +319,9 @@ def load_dataset(data: str | os.PathLike | None = None, write_cache: bool = True
             raise DataError("no MNIST found; tried " + "; ".join(tried) + ". Pass --data PATH") from exc
         verify(arrays, "downloaded MNIST", mnist_counts=True)
         source = "official mirror"
-    path = _write_cache(arrays, source) if write_cache else csvs[0].parent if csvs else cache_dir()
-    return MnistData(**arrays, source=source, path=str(path))
+    if not write_cache:
+        return MnistData(**arrays, source=source, path=str(csvs[0].parent) if csvs else "downloaded, not cached")
+    return MnistData(**arrays, source=source, path=str(_write_cache(arrays, source)))
 
 
 def load_mnist(split: str = "train", data: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
