@@ -11,8 +11,7 @@ that the seed cites: dense 50 -> 7x7x(32w) without bias, BN, LeakyReLU 0.2; tran
 3x3/s2 to 32w then 16w channels (no bias, BN, LeakyReLU); a 3x3 transposed conv to one channel
 (no bias) with tanh. Counted as Keras counts (BN's moving mean/variance included) this is
 exactly 98,832 and 225,312, the seed's figures; torch's trainable count is 95,600 / 218,848.
-Discriminator: convs 3x3/s2 of
-16w and 32w, LeakyReLU 0.2, dropout 0.3, dense -> 1 logit.
+Discriminator: convs 3x3/s2 of 16w and 32w, LeakyReLU 0.2, dropout 0.3, dense -> 1 logit.
 Cross-entropy presets use Adam 2e-4 (beta1 0.5, the TF DCGAN tutorial the seed cites), batch
 128, 50 epochs; Wasserstein presets use the WGAN recipe: critic weights clipped to 0.01,
 RMSprop 5e-5, 5 critic steps per generator step, 30 epochs.
