@@ -133,8 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
         cfg = apply_overrides(cfg, overrides)
         trainer = make_trainer(cfg, opts)
-        trainer.resume()
-        if trainer.complete and trainer.epoch >= cfg.train.epochs:
+        trainer.resume(state)
+        if trainer.complete:
             print(f"{out} is already complete ({trainer.epoch} epochs); pass --epochs N to train longer")
             return 0
         return _run_training(trainer, out)

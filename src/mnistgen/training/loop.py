@@ -87,7 +87,6 @@ class Trainer:
         self.elapsed = 0.0
         self.sums: dict[str, float] = {}
         self.best = math.inf
-        self.complete = False
         self.setup()
 
     # ------------------------------------------------------------------ family hooks
@@ -154,7 +153,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "sums": dict(self.sums),
             "best": self.best,
-            "complete": self.complete,
+            "complete": self.complete,  # derived; stored so a checkpoint tells at a glance
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -166,7 +165,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.elapsed = state["global_step"], state["elapsed"]
-        self.sums, self.best, self.complete = dict(state["sums"]), state["best"], state["complete"]
+        self.sums, self.best = dict(state["sums"]), state["best"]
+
+    @property
+    def complete(self) -> bool:
+        return self.epoch >= self.t.epochs
 
     def save(self, name: str = "last.pt") -> None:
         save_checkpoint(self.out / "checkpoints" / name, self.state())
@@ -225,8 +228,10 @@ class Trainer:
         files = {sys.modules[Trainer.__module__], sys.modules[type(self).__module__]}
         return sum(lines_of_code(inspect.getsource(m)) for m in files)
 
-    def resume(self) -> None:
-        state = load_checkpoint(self.out / "checkpoints" / "last.pt", expect_preset=self.cfg.preset)
+    def resume(self, state: dict[str, Any] | None = None) -> None:
+        """Continue from ``state`` (already read by the caller) or from the run's last.pt."""
+        if state is None:
+            state = load_checkpoint(self.out / "checkpoints" / "last.pt", expect_preset=self.cfg.preset)
         self.load_state(state)
         self._truncate_metrics()
 
@@ -272,7 +277,6 @@ class Trainer:
                 if out_of_time and self.step_in_epoch < len(self.batches):
                     self._append_metrics(self._epoch_record(partial=True))
                     stop_reason = "time budget"
-                    self.save()
                     break
                 self._finish_epoch()
                 if out_of_time:
@@ -280,8 +284,8 @@ class Trainer:
                     break
         finally:
             self.writer.close()
-        self.complete = stop_reason == "epochs"
-        self.save()
+        if self.step_in_epoch:  # stopped mid-epoch; epoch ends were saved by _finish_epoch
+            self.save()
         self.save_samples("final.png")
         summary = {
             "preset": self.cfg.preset, "family": self.cfg.family, "device": str(self.device),
