@@ -20,6 +20,7 @@ EPILOG = """examples:
   mnistgen train conv-vae-seed000 --dry-run
   mnistgen train --resume runs/gan-20261122-101500
   mnistgen sample runs/gan-20261122-101500 -n 100 --out digits.png
+  mnistgen evaluate runs/gan-20261122-101500 --json scores.json
   mnistgen report --quick                 train the defaults briefly, write sample grids
 """
 
@@ -71,6 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=100, help="number of digits (default 100)")
     sample.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npz (uint8 N x 28 x 28 under 'images')")
     sample.add_argument("--seed", type=int, default=0)
+
+    ev = sub.add_parser("evaluate", help="score samples: acceptable %%, coverage, IS, FID, KID, precision/recall",
+                        description="Score a run folder, a checkpoint, or an .npz/.npy of images (uint8 0..255 or "
+                                    "float 0..1 / -1..1; N x 28 x 28 or N x 1 x 28 x 28; an npz's 'images' array or "
+                                    "its only array) with the shipped reference classifier, next to the same "
+                                    "metrics for real training images (the ceiling).")
+    ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES")
+    ev.add_argument("-n", type=int, default=10_000, help="samples to evaluate (default 10000)")
+    ev.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    ev.add_argument("--threshold", type=float, default=0.9,
+                    help="classifier confidence a sample needs to count as acceptable (default 0.9)")
+    ev.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
+    _add_data_arg(ev)
+
+    clf = sub.add_parser("classifier", help="the reference classifier behind the metrics")
+    clf_sub = clf.add_subparsers(dest="classifier_command", metavar="ACTION")
+    clf_train = clf_sub.add_parser("train", help="train it (fixed seed) and write weights + record",
+                                   description="Train the reference MNIST classifier (10 digits + 'not a digit'). "
+                                               "The shipped weights were made by this command with the defaults.")
+    clf_train.add_argument("--epochs", type=int, default=6)
+    clf_train.add_argument("--seed", type=int, default=0)
+    clf_train.add_argument("--subset", type=int, help="train on the first N images (for quick checks)")
+    clf_train.add_argument("--out", default="classifier-weights",
+                           help="folder for classifier.safetensors and classifier.json (default ./classifier-weights; "
+                                "the shipped copy lives in src/mnistgen/weights)")
+    clf_train.add_argument("--no-progress", action="store_true")
+    _add_data_arg(clf_train)
 
     report = sub.add_parser("report", help="train the default presets briefly and write sample grids")
     report.add_argument("presets", nargs="*", help="presets to train (default: vae gan)")
@@ -193,6 +221,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_table
+
+    if args.json and Path(args.json).suffix != ".json":
+        raise MnistgenError(f"--json must name a .json file, not {args.json!r}")
+    result = evaluate(args.target, n=args.n, seed=args.seed, threshold=args.threshold, data=args.data)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"results: {args.json}")
+    return 0
+
+
+def cmd_classifier(args: argparse.Namespace) -> int:
+    from .classifier import train_classifier
+
+    if args.classifier_command != "train":
+        build_parser().parse_args(["classifier", "--help"])
+    if args.epochs < 1:
+        raise MnistgenError("--epochs must be at least 1")
+    record = train_classifier(args.out, epochs=args.epochs, seed=args.seed, subset=args.subset, data=args.data,
+                              progress=not args.no_progress)
+    print(f"test accuracy {record['test_accuracy']:.4f}; uniform noise called a digit: "
+          f"{record['uniform_noise_called_a_digit']:.4f}; weights in {args.out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Until the full report exists (issue 5): train each preset on a time budget and
     collect its final fixed-noise grid and a 10x10 sample grid in one folder."""
@@ -226,7 +282,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report}
+COMMANDS = {"classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

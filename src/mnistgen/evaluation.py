@@ -1,0 +1,108 @@
+"""``mnistgen evaluate``: score a run, a checkpoint or a file of images, next to the real-data ceiling."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .classifier import WEIGHTS_FILE, MnistClassifier, load_classifier, shipped_weights_dir
+from .data import MnistData, cache_dir, load_dataset, to_float_images
+from .fileio import atomic_write
+from .errors import MnistgenError
+from .metrics import DEFAULT_THRESHOLD, ClassifierView, classify, load_image_file, score
+
+IMAGE_SUFFIXES = (".npz", ".npy")
+
+
+def target_images(target: str | os.PathLike, n: int, seed: int) -> tuple[torch.Tensor, str]:
+    """``n`` images in [0, 1] from a run folder / checkpoint (sampled with ``seed``) or an image file."""
+    from .sampling import load_trained_model  # keeps `evaluate FILE.npz` free of model imports
+
+    path = Path(target)
+    if not path.exists():
+        raise MnistgenError(f"{path} does not exist")
+    if path.is_file() and path.suffix in IMAGE_SUFFIXES:
+        images = load_image_file(path)
+        if len(images) < n:
+            print(f"note: {path} holds {len(images)} images; evaluating all of them")
+        return images[:n], f"{path} ({min(n, len(images))} images from file)"
+    if path.is_dir() or path.suffix == ".pt":
+        model, cfg = load_trained_model(path)
+        gen = torch.Generator().manual_seed(seed)
+        images = torch.cat([model.sample(min(2000, n - i), generator=gen) for i in range(0, n, 2000)])
+        return images.cpu().float(), f"{path} (preset {cfg.preset}, {n} samples, seed {seed})"
+    raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
+
+
+@functools.lru_cache(maxsize=2)
+def _reference(data: str | None) -> tuple[MnistClassifier, dict, MnistData, ClassifierView]:
+    """Classifier, data and the test set's classification, computed once per process
+    (a report evaluates several models against the same reference)."""
+    classifier, record = load_classifier()
+    mnist = load_dataset(data)
+    return classifier, record, mnist, classify(classifier, to_float_images(mnist.x_test))
+
+
+def _ceiling(data: str | None, n: int, seed: int, threshold: float) -> dict:
+    """The metrics of ``n`` real training images: the same for every target, so cached on disk,
+    keyed by everything it depends on (classifier weights, data, n, seed, threshold)."""
+    classifier, record, mnist, reference = _reference(data)
+    weights = hashlib.sha256((shipped_weights_dir() / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+    key = json.dumps([weights, mnist.source, mnist.path, n, seed, threshold])
+    path = cache_dir() / f"ceiling-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass  # damaged: recompute
+    pick = torch.randperm(len(mnist.x_train), generator=torch.Generator().manual_seed(seed))[:n]
+    row = score(classify(classifier, to_float_images(mnist.x_train[pick.numpy()])), reference, threshold, seed)
+    atomic_write(path, lambda fh: fh.write(json.dumps(row).encode()))
+    return row
+
+
+def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
+             data: str | None = None) -> dict:
+    if n < 2:
+        raise MnistgenError("-n must be at least 2")
+    if not 0.0 < threshold <= 1.0:
+        raise MnistgenError("--threshold must be in (0, 1]")
+    started = time.perf_counter()
+    images, description = target_images(target, n, seed)
+    classifier, record, mnist, reference = _reference(data)
+    result = {
+        "target": description,
+        "threshold": threshold,
+        "seed": seed,
+        "reference": f"{len(mnist.x_test)} test images",
+        "classifier": {k: record.get(k) for k in ("command", "test_accuracy", "uniform_noise_called_a_digit")},
+        "samples": score(classify(classifier, images), reference, threshold, seed),
+        "real": _ceiling(data, len(images), seed, threshold),
+    }
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def format_table(result: dict) -> str:
+    head = f"{'':14s}{'n':>7s}{'accept':>8s}{'cover':>7s}{'IS':>14s}{'FID':>9s}{'KID':>17s}{'prec':>7s}{'recall':>8s}"
+    lines = [f"target: {result['target']}",
+             f"acceptable = classified as a digit with p >= {result['threshold']:g}; "
+             f"FID/KID/precision/recall against {result['reference']} in the classifier's feature space",
+             head]
+    for label, row in (("samples", result["samples"]), ("real (ceiling)", result["real"])):
+        lines.append(
+            f"{label:14s}{row['n']:7d}{row['acceptable']:8.3f}{row['coverage']:7.3f}"
+            f"{row['inception_score']:8.3f} ±{row['inception_score_std']:5.3f}{row['fid']:9.3f}"
+            f"{row['kid']:9.5f} ±{row['kid_std']:6.5f}{row['precision']:7.3f}{row['recall']:8.3f}")
+    hist = " ".join(f"{d}:{share:.3f}" for d, share in enumerate(result["samples"]["class_histogram"]))
+    lines.append(f"sample classes: {hist}")
+    clf = result["classifier"]
+    lines.append(f"classifier: test accuracy {clf['test_accuracy']}, trained by `{clf['command']}`; "
+                 f"{result['seconds']:.1f} s")
+    return "\n".join(lines)
