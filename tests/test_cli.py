@@ -90,18 +90,3 @@ def test_unknown_preset_lists_valid_names(capsys):
 def test_bad_override_is_a_clear_error(override, message, capsys):
     assert main(["train", "vae", "--dry-run", "--set", override]) == 2
     assert message in capsys.readouterr().err
-
-
-def test_report_trains_on_a_budget_and_writes_grids(tmp_path, mnist, capsys):
-    out = tmp_path / "report"
-    assert main(["report", "vae", "gan", "--minutes", "0.0001", "--out", str(out)]) == 0
-    text = (out / "report.md").read_text()
-    for preset in ("vae", "gan"):
-        assert f"## {preset}" in text and (out / f"{preset}_samples.png").is_file()
-    assert str(out / "report.md") in capsys.readouterr().out
-    assert main(["report", "vae", "--minutes", "0.0001", "--out", str(out)]) == 2  # never overwrites
-
-
-def test_report_rejects_unknown_preset_before_training(tmp_path, capsys):
-    assert main(["report", "vae", "nope", "--out", str(tmp_path / "r")]) == 2
-    assert not (tmp_path / "r").exists()

@@ -5,6 +5,7 @@ wrong on non-digits (it calls uniform noise a digit with p > 0.9), so during tra
 batch is joined by synthetic non-digits made from it: uniform and sparse noise, smooth blobs,
 blends of two different digits, pixel- and tile-shuffled digits, and inverted digits.
 A sample is then "acceptable" only if the classifier picks a digit class, and is sure of it.
+Real digits are also shown blurred and faded (as digits), so softness alone is not "not a digit".
 
 Its 128-D penultimate layer is the feature space of FID, KID and precision/recall
 (as TF-GAN's ``mnist_frechet_distance`` uses its MNIST classifier's activations).
@@ -23,12 +24,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from tqdm import tqdm
 
 from .data import TRAIN_PIXEL_MEAN, TRAIN_PIXEL_STD, InMemoryBatches, load_dataset, to_float_images
 from .errors import MnistgenError
+from .fileio import atomic_write
 
 NOT_A_DIGIT = 10
 NUM_CLASSES = 11
@@ -104,6 +106,25 @@ def make_non_digits(digits: torch.Tensor, labels: torch.Tensor, gen: torch.Gener
     return out
 
 
+def blur_and_fade(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Gaussian blur (sigma up to 1.3 px) and fainter strokes (peak 0.6-1.0) on a random 30%.
+
+    Generated digits are often soft and grey (a VAE's always are). Without this the classifier
+    learns "crisp = digit" and calls readable but blurry digits "not a digit".
+    """
+    sigma = float(torch.rand(1, generator=gen)) * 1.2 + 0.1
+    taps = torch.arange(-3, 4, dtype=torch.float32)
+    kernel = torch.exp(-taps**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    blurred = F.conv2d(x, kernel.view(1, 1, 1, 7), padding=(0, 3))
+    blurred = F.conv2d(blurred, kernel.view(1, 1, 7, 1), padding=(3, 0))
+    peak = blurred.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    fade = torch.rand(len(x), 1, 1, 1, generator=gen) * 0.4 + 0.6
+    soft = blurred / peak * fade
+    chosen = torch.rand(len(x), 1, 1, 1, generator=gen) < 0.3
+    return torch.where(chosen, soft, x)
+
+
 def random_shift(x: torch.Tensor, gen: torch.Generator, pixels: float = 2.0) -> torch.Tensor:
     """Translate each image by up to ``pixels`` in x and y (augmentation)."""
     n = len(x)
@@ -123,7 +144,7 @@ def predict_logits(model: MnistClassifier, images: torch.Tensor, batch: int = 20
     return torch.cat([model(chunk) for chunk in images.split(batch)])
 
 
-def train_classifier(out_dir: str | Path, epochs: int = 6, seed: int = 0, batch_size: int = 128,
+def train_classifier(out_dir: str | Path, epochs: int = 8, seed: int = 0, batch_size: int = 128,
                      subset: int | None = None, data: str | None = None, progress: bool = True) -> dict:
     """Train the reference classifier and write its weights and record to ``out_dir``."""
     torch.manual_seed(seed)
@@ -147,9 +168,10 @@ def train_classifier(out_dir: str | Path, epochs: int = 6, seed: int = 0, batch_
         bar = tqdm(batches.epoch(epoch), total=len(batches), disable=not progress, leave=False,
                    desc=f"classifier epoch {epoch + 1}/{epochs}")
         for idx in bar:
-            x, y = random_shift(images[idx], gen), labels[idx]
+            crisp, y = random_shift(images[idx], gen), labels[idx]
             extra = len(idx) // 4
-            fakes = make_non_digits(x[:extra], y[:extra], gen)
+            fakes = make_non_digits(crisp[:extra], y[:extra], gen)  # from crisp digits, before blurring
+            x = blur_and_fade(crisp, gen)
             logits = model(torch.cat([x, fakes]))
             target = torch.cat([y, torch.full((extra,), NOT_A_DIGIT)])
             # No label smoothing: it caps confidence near 0.95 and real digits would fail the 0.9 threshold.
@@ -165,7 +187,8 @@ def train_classifier(out_dir: str | Path, epochs: int = 6, seed: int = 0, batch_
     noise_as_digit = float((predict_logits(model, noise).argmax(1) != NOT_A_DIGIT).float().mean())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / WEIGHTS_FILE))
+    weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    atomic_write(out_dir / WEIGHTS_FILE, lambda fh: fh.write(weights))
     record = {
         "command": f"mnistgen classifier train --epochs {epochs} --seed {seed}"
                    + (f" --subset {subset}" if subset else ""),

@@ -21,7 +21,8 @@ EPILOG = """examples:
   mnistgen train --resume runs/gan-20261122-101500
   mnistgen sample runs/gan-20261122-101500 -n 100 --out digits.png
   mnistgen evaluate runs/gan-20261122-101500 --json scores.json
-  mnistgen report --quick                 train the defaults briefly, write sample grids
+  mnistgen report --quick                 train, evaluate and compare the defaults (< 10 minutes)
+  mnistgen report mlp-vae-2d-seed002 --epochs 5,10,30
 """
 
 
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     clf_train = clf_sub.add_parser("train", help="train it (fixed seed) and write weights + record",
                                    description="Train the reference MNIST classifier (10 digits + 'not a digit'). "
                                                "The shipped weights were made by this command with the defaults.")
-    clf_train.add_argument("--epochs", type=int, default=6)
+    clf_train.add_argument("--epochs", type=int, default=8)
     clf_train.add_argument("--seed", type=int, default=0)
     clf_train.add_argument("--subset", type=int, help="train on the first N images (for quick checks)")
     clf_train.add_argument("--out", default="classifier-weights",
@@ -100,11 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     clf_train.add_argument("--no-progress", action="store_true")
     _add_data_arg(clf_train)
 
-    report = sub.add_parser("report", help="train the default presets briefly and write sample grids")
-    report.add_argument("presets", nargs="*", help="presets to train (default: vae gan)")
-    report.add_argument("--quick", action="store_true", help="short time budgets (about 2 minutes per preset)")
-    report.add_argument("--minutes", type=float, help="training minutes per preset (overrides --quick)")
-    report.add_argument("--out", help="report folder (default reports/TIMESTAMP)")
+    report = sub.add_parser("report", help="train, evaluate and compare models; write report.md and report.html",
+                            description="Train each preset (or reuse a finished run folder), evaluate it, draw "
+                                        "its figures, and write report.md plus a self-contained report.html.")
+    report.add_argument("presets", nargs="*", metavar="PRESET_OR_RUN", help="default: vae gan")
+    report.add_argument("--quick", action="store_true",
+                        help="3 training minutes per preset: the default report ends within 10 minutes on 2 cores")
+    report.add_argument("--minutes", type=float, help="training minutes per preset (default: the preset's epochs)")
+    report.add_argument("--epochs", help="comma-separated epoch counts, each trained and compared (e.g. 5,10,30)")
+    report.add_argument("-n", type=int, default=10_000, help="samples evaluated per model (default 10000)")
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--out", help="report folder (default reports/TIMESTAMP); must not exist or be empty")
     _add_data_arg(report)
     return parser
 
@@ -250,35 +257,19 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Until the full report exists (issue 5): train each preset on a time budget and
-    collect its final fixed-noise grid and a 10x10 sample grid in one folder."""
-    from .config import load_preset
-    from .sampling import load_trained_model, sample_images, write_samples
-    from .training import RunOptions, make_trainer
+    from .report import build_report
 
-    presets = args.presets or ["vae", "gan"]
-    configs = [load_preset(p) for p in presets]  # fail on a bad name before training anything
-    minutes = args.minutes or (2.0 if args.quick else 10.0)
+    epochs = None
+    if args.epochs:
+        try:
+            epochs = [int(e) for e in args.epochs.split(",")]
+        except ValueError:
+            raise MnistgenError(f"--epochs takes comma-separated whole numbers, like 5,10,30, not {args.epochs!r}")
+        if min(epochs) < 1:
+            raise MnistgenError("--epochs values must be at least 1")
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
-    _check_new_run_folder(out)
-    lines = ["# mnistgen report (preliminary: samples only)", ""]
-    for i, cfg in enumerate(configs, 1):
-        print(f"[{i}/{len(configs)}] training {cfg.preset} for up to {minutes:g} minutes", flush=True)
-        run_dir = out / "runs" / cfg.preset
-        trainer = make_trainer(cfg, RunOptions(out=str(run_dir), data=args.data, max_minutes=minutes))
-        trainer.prepare_new_run()
-        summary = trainer.run()
-        model, _ = load_trained_model(run_dir)
-        grid = write_samples(sample_images(model, 100, seed=0), out / f"{cfg.preset}_samples.png")
-        info = json.loads((run_dir / "model_info.json").read_text())
-        lines += [f"## {cfg.preset}", "",
-                  f"{cfg.description}", "",
-                  f"- parameters: {info['parameters']:,}; model lines of code: {info['model_lines_of_code']}",
-                  f"- trained {summary['training_seconds']:.0f} s on {summary['device']}, "
-                  f"{summary['epochs_completed']} epochs / {summary['steps']} steps (stopped by {summary['stop_reason']})",
-                  "", f"![{cfg.preset} samples]({grid.name})", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    print(f"report: {out / 'report.md'}")
+    build_report(args.presets, out, quick=args.quick, minutes=args.minutes, epochs=epochs, n=args.n,
+                 data=args.data, seed=args.seed)
     return 0
 
 

@@ -41,7 +41,7 @@ def target_images(target: str | os.PathLike, n: int, seed: int) -> tuple[torch.T
 
 
 @functools.lru_cache(maxsize=2)
-def _reference(data: str | None) -> tuple[MnistClassifier, dict, MnistData, ClassifierView]:
+def reference_set(data: str | None) -> tuple[MnistClassifier, dict, MnistData, ClassifierView]:
     """Classifier, data and the test set's classification, computed once per process
     (a report evaluates several models against the same reference)."""
     classifier, record = load_classifier()
@@ -52,7 +52,7 @@ def _reference(data: str | None) -> tuple[MnistClassifier, dict, MnistData, Clas
 def _ceiling(data: str | None, n: int, seed: int, threshold: float) -> dict:
     """The metrics of ``n`` real training images: the same for every target, so cached on disk,
     keyed by everything it depends on (classifier weights, data, n, seed, threshold)."""
-    classifier, record, mnist, reference = _reference(data)
+    classifier, record, mnist, reference = reference_set(data)
     weights = hashlib.sha256((shipped_weights_dir() / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
     key = json.dumps([weights, mnist.source, mnist.path, n, seed, threshold])
     path = cache_dir() / f"ceiling-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
@@ -75,7 +75,7 @@ def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshol
         raise MnistgenError("--threshold must be in (0, 1]")
     started = time.perf_counter()
     images, description = target_images(target, n, seed)
-    classifier, record, mnist, reference = _reference(data)
+    classifier, record, mnist, reference = reference_set(data)
     result = {
         "target": description,
         "threshold": threshold,

@@ -1,0 +1,161 @@
+"""Every figure of the report, as PNG files. Each function takes data, writes one file, returns its path."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen here; must precede pyplot
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .images import grid, to_uint8  # noqa: E402
+
+# Loss terms worth a curve, per family, in display order (others in metrics.jsonl are ignored).
+LOSS_TERMS = {
+    "vae": [("loss", "val_loss", "total (negative ELBO)"), ("recon", "val_recon", "reconstruction (BCE)"),
+            ("kl", "val_kl", "KL divergence")],
+    "gan": [("d_loss", None, "discriminator / critic"), ("g_loss", None, "generator"),
+            ("wasserstein", None, "Wasserstein estimate"), ("gp", None, "gradient penalty")],
+}
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def loss_curves(records: list[dict], family: str, title: str, path: str | os.PathLike) -> Path:
+    """One panel per loss term against epochs (validation too, for VAEs)."""
+    terms = [t for t in LOSS_TERMS[family] if any(t[0] in r for r in records)]
+    fig, axes = plt.subplots(1, max(1, len(terms)), figsize=(4.2 * max(1, len(terms)), 3.2), squeeze=False)
+    for ax, (key, val_key, label) in zip(axes[0], terms):
+        rows = [r for r in records if key in r]
+        epochs = [r["epoch"] - (0.5 if r.get("partial") else 0) for r in rows]
+        ax.plot(epochs, [r[key] for r in rows], marker="o", label="train")
+        if val_key and any(val_key in r for r in rows):
+            val = [(r["epoch"], r[val_key]) for r in rows if val_key in r]
+            ax.plot(*zip(*val), marker="s", label="validation")
+            ax.legend()
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def training_progress(sample_dir: str | os.PathLike, title: str, path: str | os.PathLike, most: int = 5) -> Path:
+    """The fixed-noise grids of up to ``most`` epochs, evenly spaced, side by side."""
+    files = sorted(Path(sample_dir).glob("epoch_*.png"))
+    if len(files) > most:
+        files = [files[round(i)] for i in np.linspace(0, len(files) - 1, most)]
+    final = Path(sample_dir) / "final.png"
+    if final.is_file() and (not files or files[-1].read_bytes() != final.read_bytes()):
+        files = files[-(most - 1):] + [final] if len(files) >= most else files + [final]
+    fig, axes = plt.subplots(1, max(1, len(files)), figsize=(3.2 * max(1, len(files)), 3.6), squeeze=False)
+    for ax, file in zip(axes[0], files):
+        ax.imshow(mpimg.imread(file), cmap="gray")
+        match = re.search(r"epoch_(\d+)", file.name)
+        ax.set_title(f"after epoch {int(match.group(1))}" if match else "end of training")
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def classifier_bars(generated: torch.Tensor, gen_probs: torch.Tensor, real: torch.Tensor, real_probs: torch.Tensor,
+                    title: str, path: str | os.PathLike, columns: int = 8) -> Path:
+    """Seed 000's figure: generated digits over their class probabilities, then real test digits."""
+    fig, axes = plt.subplots(4, columns, figsize=(1.6 * columns, 6.4))
+    labels = [str(d) for d in range(10)] + ["X"]
+    for row, (images, probs, name) in enumerate(((generated, gen_probs, "generated"), (real, real_probs, "real test"))):
+        pictures = to_uint8(images[:columns])
+        for i in range(columns):
+            ax_img, ax_bar = axes[2 * row, i], axes[2 * row + 1, i]
+            ax_img.imshow(pictures[i], cmap="gray", vmin=0, vmax=255)
+            ax_img.axis("off")
+            p = probs[i].float().numpy()
+            ax_bar.bar(range(11), p, color=["tab:blue"] * 10 + ["tab:red"])
+            ax_bar.set_ylim(0, 1)
+            ax_bar.set_xticks(range(11), labels, fontsize=6)
+            ax_bar.tick_params(axis="y", labelsize=6)
+            if i == 0:
+                ax_img.set_title(name, fontsize=9, loc="left")
+    fig.suptitle(f"{title}\nclass probabilities of the reference classifier (X = not a digit)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
+    """Project onto the first two principal components; also return their explained variance shares."""
+    centred = z - z.mean(0, keepdim=True)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    share = (s**2 / (s**2).sum()).tolist()
+    return centred @ v[:2].T, (share[0], share[1])
+
+
+def latent_scatter(z: torch.Tensor, labels: np.ndarray, title: str, path: str | os.PathLike) -> Path:
+    """Test images' latent means coloured by digit: directly if 2-D, a jittered strip if 1-D, else PCA."""
+    z = z.float()
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    if z.shape[1] == 1:
+        xy = torch.cat([z, torch.as_tensor(labels, dtype=torch.float32)[:, None]
+                        + torch.rand(len(z), 1, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3], 1)
+        xlabel, ylabel, how = "z", "digit (jittered)", "1-D latent"
+    elif z.shape[1] == 2:
+        xy, xlabel, ylabel, how = z, "z[0]", "z[1]", "2-D latent, no projection"
+    else:
+        xy, share = pca_2d(z)
+        xlabel, ylabel = f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%})"
+        how = f"PCA projection of the {z.shape[1]}-D latent"
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\n{how}, {len(z):,} test images")
+    return _save(fig, path)
+
+
+def latent_manifold(decoded: torch.Tensor, span: float, title: str, path: str | os.PathLike) -> Path:
+    """A square grid of images decoded from an evenly spaced 2-D latent grid."""
+    side = int(round(len(decoded) ** 0.5))
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(grid(to_uint8(decoded), ncols=side, pad=0), cmap="gray", extent=(-span, span, -span, span))
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(f"{title}\ndecoded from a {side}x{side} grid of the 2-D latent space")
+    return _save(fig, path)
+
+
+def interpolation_strip(rows: dict[str, torch.Tensor], title: str, path: str | os.PathLike) -> Path:
+    """Each row: images along a straight line in latent space, left end to right end."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(11, 1.5 * len(rows) + 0.6), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        ax.imshow(grid(to_uint8(images), ncols=len(images)), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def labelled_grids(pictures: dict[str, np.ndarray], title: str, path: str | os.PathLike) -> Path:
+    """Several pictures (e.g. PNGs read back with matplotlib) side by side, each with its label."""
+    fig, axes = plt.subplots(1, len(pictures), figsize=(5 * len(pictures), 5.4), squeeze=False)
+    for ax, (label, picture) in zip(axes[0], pictures.items()):
+        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

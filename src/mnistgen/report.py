@@ -1,0 +1,279 @@
+"""``mnistgen report``: train (or reuse) runs, evaluate them, draw the figures, write report.md and a
+self-contained report.html. Every number in it is computed; the findings are the numbers, ranked."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import torch
+import yaml
+
+from . import plots
+from .config import Config, apply_overrides, load_preset
+from .data import to_float_images
+from .errors import MnistgenError
+from .evaluation import evaluate, reference_set
+from .images import save_grid
+from .metrics import classify
+from .models import VAE
+from .sampling import load_trained_model
+from .training import RunOptions, make_trainer
+
+DEFAULT_PRESETS = ("vae", "gan")
+QUICK_MINUTES = 3.0  # per preset: two presets + evaluation + figures stay under 10 minutes on 2 cores
+METRIC_COLUMNS = (("acceptable", "acceptable", "{:.3f}"), ("coverage", "coverage", "{:.3f}"),
+                  ("IS", "inception_score", "{:.2f}"), ("FID", "fid", "{:.2f}"), ("KID", "kid", "{:.4f}"),
+                  ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"))
+
+
+@dataclass
+class ModelResult:
+    label: str
+    run_dir: Path
+    cfg: Config
+    summary: dict
+    info: dict
+    scores: dict
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+def _stage(i: int, total: int, text: str) -> None:
+    print(f"[{i}/{total}] {text}", flush=True)
+
+
+def obtain_run(entry: str, out: Path, minutes: float | None, epochs: int | None, data: str | None,
+               seed: int) -> tuple[Path, str]:
+    """An existing run folder as it is, or a preset trained now into ``out/runs``."""
+    path = Path(entry)
+    if path.is_dir():
+        if not (path / "checkpoints" / "last.pt").is_file():
+            raise MnistgenError(f"{path} is not a finished run folder (no checkpoints/last.pt)")
+        return path, path.name
+    cfg = load_preset(entry)
+    label = entry if epochs is None else f"{entry} ({epochs} epochs)"
+    if epochs is not None:
+        cfg = apply_overrides(cfg, [f"epochs={epochs}"])
+    run_dir = out / "runs" / (entry if epochs is None else f"{entry}-{epochs}ep")
+    trainer = make_trainer(cfg, RunOptions(out=str(run_dir), seed=seed, data=data, max_minutes=minutes))
+    trainer.prepare_new_run()
+    trainer.run()
+    return run_dir, label
+
+
+@torch.no_grad()
+def model_figures(result: ModelResult, figures: Path, data: str | None, seed: int) -> None:
+    model, cfg = load_trained_model(result.run_dir)
+    classifier, _, mnist, _ = reference_set(data)
+    slug = result.label.replace(" ", "_").replace("(", "").replace(")", "")
+    name = result.label
+    fig = result.figures
+    gen = torch.Generator().manual_seed(seed)
+    samples = model.sample(100, generator=gen)
+    fig["samples"] = save_grid(samples, figures / f"{slug}_samples.png", ncols=10)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    fig["losses"] = plots.loss_curves(records, cfg.family, f"{name}: training losses per epoch",
+                                      figures / f"{slug}_losses.png")
+    fig["progress"] = plots.training_progress(result.run_dir / "samples", f"{name}: the same 64 latents during training",
+                                              figures / f"{slug}_progress.png")
+    test = to_float_images(mnist.x_test)
+    pick = torch.randperm(len(test), generator=gen)[:8]
+    fig["classifier"] = plots.classifier_bars(samples, classify(classifier, samples).probs,
+                                              test[pick], classify(classifier, test[pick]).probs,
+                                              f"{name}: generated (top) vs real (bottom)",
+                                              figures / f"{slug}_classifier.png")
+    if isinstance(model, VAE):
+        mu, _ = model.encode(test)
+        fig["latent"] = plots.latent_scatter(mu, mnist.y_test, f"{name}: latent means of test images",
+                                             figures / f"{slug}_latent.png")
+        if model.latent_dim == 2:
+            axis = torch.linspace(-2.5, 2.5, 15)
+            zz = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), -1).reshape(-1, 2)
+            fig["manifold"] = plots.latent_manifold(model.decode_latents(zz), 2.5, name, figures / f"{slug}_manifold.png")
+        ends = {}
+        for a, b in ((0, 1), (3, 8), (4, 9)):
+            ia, ib = int(np.flatnonzero(mnist.y_test == a)[0]), int(np.flatnonzero(mnist.y_test == b)[0])
+            za, zb = mu[ia], mu[ib]
+            ends[f"encoded test {a} -> encoded test {b}"] = (za, zb)
+    else:
+        noise = torch.randn(6, model.latent_dim, generator=gen)
+        ends = {f"noise vector {2 * i + 1} -> noise vector {2 * i + 2}": (noise[2 * i], noise[2 * i + 1])
+                for i in range(3)}
+    weights = torch.linspace(0, 1, 10)[:, None]
+    rows = {label: model.decode_latents((1 - weights) * za + weights * zb) for label, (za, zb) in ends.items()}
+    fig["interpolation"] = plots.interpolation_strip(rows, f"{name}: straight lines in latent space",
+                                                     figures / f"{slug}_interpolation.png")
+
+
+def findings(results: list[ModelResult]) -> list[str]:
+    """Rankings read off the table; no judgement that the numbers do not carry."""
+    if not results:
+        return []
+    lines = []
+    for title, key, better in (("acceptable digits", "acceptable", max), ("coverage", "coverage", max),
+                               ("Inception Score", "inception_score", max), ("FID", "fid", min),
+                               ("precision", "precision", max), ("recall", "recall", max)):
+        best = better(results, key=lambda r: r.scores["samples"][key])
+        ceiling = best.scores["real"][key]
+        lines.append(f"Best {title}: {best.label}, {best.scores['samples'][key]:.3f} "
+                     f"(real data: {ceiling:.3f}).")
+    fastest = min(results, key=lambda r: r.summary["training_seconds"])
+    smallest = min(results, key=lambda r: r.info["parameters"])
+    lines.append(f"Fastest to train: {fastest.label}, {fastest.summary['training_seconds']:.0f} s.")
+    lines.append(f"Fewest parameters: {smallest.label}, {smallest.info['parameters']:,}.")
+    return lines
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _table(results: list[ModelResult]) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "family", "parameters", "lines of code", "training time", "device", "epochs",
+              *[c[0] for c in METRIC_COLUMNS]]
+    rows = []
+    for r in results:
+        s = r.scores["samples"]
+        rows.append([r.label, r.cfg.family, f"{r.info['parameters']:,}",
+                     f"{r.info['model_lines_of_code']} + {r.info['trainer_lines_of_code']}",
+                     f"{r.summary['training_seconds']:.0f} s", r.summary["device"], str(r.summary["epochs_completed"]),
+                     *[fmt.format(s[key]) for _, key, fmt in METRIC_COLUMNS]])
+    if results:
+        real = results[0].scores["real"]
+        rows.append(["real training images (ceiling)", "-", "-", "-", "-", "-", "-",
+                     *[fmt.format(real[key]) for _, key, fmt in METRIC_COLUMNS]])
+    return header, rows
+
+
+def _render(blocks: list[tuple], out: Path) -> tuple[str, str]:
+    """Blocks -> (markdown, html). Kinds: ("h1"|"h2"|"h3", text), ("p", text), ("ul", [items]),
+    ("table", header, rows), ("img", path, caption)."""
+    md, body = [], []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "h3"):
+            md.append("#" * int(kind[1]) + " " + rest[0])
+            body.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "p":
+            md.append(rest[0])
+            body.append(f"<p>{html.escape(rest[0])}</p>")
+        elif kind == "ul":
+            md.extend(f"- {item}" for item in rest[0])
+            body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in rest[0]) + "</ul>")
+        elif kind == "table":
+            header, rows = rest
+            md.append("| " + " | ".join(header) + " |")
+            md.append("|" + "---|" * len(header))
+            md.extend("| " + " | ".join(row) + " |" for row in rows)
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                                  for row in rows) + "</table>")
+        elif kind == "img":
+            path, caption = rest
+            md.append(f"![{caption}]({Path(path).relative_to(out).as_posix()})")
+            data = base64.b64encode(Path(path).read_bytes()).decode()
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        md.append("")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}figcaption{color:#555;font-size:13px}")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mnistgen report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    return "\n".join(md), page
+
+
+def build_report(entries: list[str], out: Path, quick: bool = False, minutes: float | None = None,
+                 epochs: list[int] | None = None, n: int = 10_000, data: str | None = None, seed: int = 0) -> Path:
+    entries = entries or list(DEFAULT_PRESETS)
+    for entry in entries:  # fail on a bad name before training anything
+        if not Path(entry).is_dir():
+            load_preset(entry)
+    if out.exists() and any(out.iterdir()):
+        raise MnistgenError(f"{out} already holds files; choose another --out")
+    minutes = minutes if minutes is not None else (QUICK_MINUTES if quick else None)
+    jobs = [(entry, e) for entry in entries for e in (epochs or [None])]
+    total = 2 * len(jobs) + 1
+    results: list[ModelResult] = []
+    started = time.perf_counter()
+    for i, (entry, e) in enumerate(jobs):
+        what = "reusing" if Path(entry).is_dir() else "training"
+        budget = f" for up to {minutes:g} minutes" if minutes and what == "training" else ""
+        _stage(2 * i + 1, total, f"{what} {entry}{f' for {e} epochs' if e else ''}{budget}")
+        run_dir, label = obtain_run(entry, out, minutes, e, data, seed)
+        _stage(2 * i + 2, total, f"evaluating {label} on {n:,} samples and drawing its figures")
+        run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        run_config.pop("run", None)
+        result = ModelResult(label, run_dir, Config.from_dict(run_config), json.loads((run_dir / "summary.json").read_text()),
+                             json.loads((run_dir / "model_info.json").read_text()),
+                             evaluate(run_dir, n=n, seed=seed, data=data))
+        model_figures(result, out / "figures", data, seed)
+        results.append(result)
+    _stage(total, total, "writing report.md and report.html")
+    blocks = _blocks(results, n, out, epochs)
+    md, page = _render(blocks, out)
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(page)
+    (out / "results.json").write_text(json.dumps(
+        [{"model": r.label, "run": str(r.run_dir), "summary": r.summary, "model_info": r.info, "scores": r.scores}
+         for r in results], indent=2) + "\n")
+    print(f"report: {out / 'report.md'} and {out / 'report.html'} ({time.perf_counter() - started:.0f} s)")
+    return out / "report.md"
+
+
+def _blocks(results: list[ModelResult], n: int, out: Path, epochs: list[int] | None) -> list[tuple]:
+    threshold = results[0].scores["threshold"] if results else 0.9
+    clf = results[0].scores["classifier"] if results else {}
+    blocks: list[tuple] = [
+        ("h1", "mnistgen report"),
+        ("p", f"Written {time.strftime('%Y-%m-%d %H:%M')}. Metrics on {n:,} samples per model with the reference "
+              f"classifier (test accuracy {clf.get('test_accuracy')}); acceptable = classified as a digit with "
+              f"p >= {threshold:g}; FID, KID, precision and recall in the classifier's feature space against the "
+              f"10,000 test images. Lines of code: model definition + shared training loop."),
+        ("h2", "Comparison"), ("table", *_table(results)),
+        ("h2", "Findings"), ("ul", findings(results)),
+    ]
+    if epochs and len(epochs) > 1:
+        blocks += _training_length_study(results, out)
+    for r in results:
+        blocks.append(("h2", r.label))
+        blocks.append(("p", f"{r.cfg.description} Trained {r.summary['training_seconds']:.0f} s on "
+                            f"{r.summary['device']}, {r.summary['epochs_completed']} epochs "
+                            f"({r.summary['steps']} steps, stopped by {r.summary['stop_reason']}); run folder "
+                            f"{r.run_dir}."))
+        captions = {"samples": "100 samples", "losses": "loss curves", "progress": "training progress (fixed noise)",
+                    "classifier": "generated vs real digits with class probabilities",
+                    "latent": "latent space of test images", "manifold": "2-D latent manifold",
+                    "interpolation": "interpolation"}
+        for key, caption in captions.items():
+            if key in r.figures:
+                blocks.append(("img", r.figures[key], f"{r.label}: {caption}"))
+    return blocks
+
+
+def _training_length_study(results: list[ModelResult], out: Path) -> list[tuple]:
+    """Seed 002's question: how do the latent space and the digits change with more epochs?"""
+    blocks: list[tuple] = [("h2", "Training length")]
+    by_preset: dict[str, list[ModelResult]] = {}
+    for r in results:
+        by_preset.setdefault(r.cfg.preset, []).append(r)
+    for preset, group in by_preset.items():
+        if len(group) < 2:
+            continue
+        # Labels say what was asked and what was done (a time budget may stop a run early).
+        labels = [f"{r.label}: {r.summary['epochs_completed']} epochs done" for r in group]
+        for key, what in (("samples", "samples"), ("latent", "latent space")):
+            if all(key in r.figures for r in group):
+                pictures = {label: mpimg.imread(r.figures[key]) for label, r in zip(labels, group)}
+                path = plots.labelled_grids(pictures, f"{preset}: {what} after more training",
+                                            out / "figures" / f"{preset}_study_{key}.png")
+                blocks.append(("img", path, f"{preset}: {what} by training length"))
+        rows = [[label, *[fmt.format(r.scores["samples"][key]) for _, key, fmt in METRIC_COLUMNS]]
+                for label, r in zip(labels, group)]
+        blocks.append(("table", ["training", *[c[0] for c in METRIC_COLUMNS]], rows))
+    return blocks
+
