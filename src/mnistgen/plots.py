@@ -151,11 +151,11 @@ def interpolation_strip(rows: dict[str, torch.Tensor], title: str, path: str | o
 
 def labelled_grids(pictures: dict[str, np.ndarray], title: str, path: str | os.PathLike) -> Path:
     """Several pictures (e.g. PNGs read back with matplotlib) side by side, each with its label."""
-    fig, axes = plt.subplots(1, len(pictures), figsize=(5 * len(pictures), 5.4), squeeze=False)
+    # constrained layout keeps the suptitle clear of the panel titles (tight_layout does not)
+    fig, axes = plt.subplots(1, len(pictures), figsize=(5 * len(pictures), 5.6), squeeze=False, layout="constrained")
     for ax, (label, picture) in zip(axes[0], pictures.items()):
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         ax.set_title(label)
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
