@@ -39,7 +39,7 @@ def loss_curves(records: list[dict], family: str, title: str, path: str | os.Pat
     fig, axes = plt.subplots(1, max(1, len(terms)), figsize=(4.2 * max(1, len(terms)), 3.2), squeeze=False)
     for ax, (key, val_key, label) in zip(axes[0], terms):
         rows = [r for r in records if key in r]
-        epochs = [r["epoch"] - (0.5 if r.get("partial") else 0) for r in rows]
+        epochs = [r["epoch"] for r in rows]  # a partial last epoch is already fractional
         ax.plot(epochs, [r[key] for r in rows], marker="o", label="train")
         if val_key and any(val_key in r for r in rows):
             val = [(r["epoch"], r[val_key]) for r in rows if val_key in r]

@@ -202,7 +202,9 @@ class Trainer:
 
     def _epoch_record(self, partial: bool) -> dict[str, Any]:
         steps = max(1, self.step_in_epoch)
-        record: dict[str, Any] = {"epoch": self.epoch + (0 if partial else 1), "step": self.global_step}
+        # A partial epoch (time budget) is logged at its fractional position, e.g. 3.4.
+        epoch = round(self.epoch + self.step_in_epoch / len(self.batches), 3) if partial else self.epoch + 1
+        record: dict[str, Any] = {"epoch": epoch, "step": self.global_step}
         record.update({k: v / steps for k, v in self.sums.items()})
         if not partial:
             record.update(self.end_epoch())
