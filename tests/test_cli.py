@@ -6,6 +6,7 @@ import pytest
 
 from mnistgen import __version__
 from mnistgen.cli import main
+from mnistgen.config import apply_overrides, load_preset
 
 
 def run_cli(*args):
@@ -78,6 +79,11 @@ def test_unknown_preset_lists_valid_names(capsys):
     assert main(["train", "no-such-model", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "unknown preset" in err and "conv-vae-seed000" in err and "gan" in err
+
+
+def test_float_override_without_a_dot_is_a_float():
+    # YAML 1.1 reads 1e-3 as a string; a user typing --set lr=1e-3 means the number.
+    assert apply_overrides(load_preset("gan"), ["lr_g=1e-3"]).train.lr_g == 1e-3
 
 
 @pytest.mark.parametrize("override,message", [

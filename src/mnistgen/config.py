@@ -139,8 +139,12 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"unknown setting {key!r}; valid: {', '.join(train_keys())}, or model_args.NAME"
             )
         default = d["train"][key]
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        if isinstance(default, float) and not isinstance(value, bool):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; users write it that way.
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                pass
         if isinstance(default, bool) != isinstance(value, bool) or (
             not isinstance(default, (list, bool)) and not isinstance(value, type(default))
         ):

@@ -36,7 +36,7 @@ def build_model(name: str, **kwargs) -> VAE | GAN:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
     try:
         return MODELS[name](**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad arguments for model {name!r}: {exc}") from exc
 
 
