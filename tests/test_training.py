@@ -166,3 +166,31 @@ def test_kl_weight_anneals_linearly(tmp_path, mnist):
     assert trainer.kl_weight() == 0.0
     trainer.epoch, trainer.step_in_epoch = 1, len(trainer.batches) // 2
     assert math.isclose(trainer.kl_weight(), 0.75)
+
+
+def test_time_snapshots_are_saved_once_each(tmp_path, mnist):
+    trainer = make_tiny_trainer(tmp_path / "run", epochs=2)
+    trainer.opts.snapshot_minutes = (1e-7, 1e-6, 1e3)
+    trainer.run()
+    saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("minute_*.pt"))
+    assert saved == ["minute_1e-06.pt", "minute_1e-07.pt"]  # 1e3 minutes never reached
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "minute_1e-07.pt")["global_step"] == 1
+
+
+def test_generator_ema_forgets_its_random_start_quickly():
+    """A fixed 0.999 decay would still hold 0.999^50 = 95% of the initial weights after 50 updates."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from mnistgen.training.adversarial import warmup_ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    ema = AveragedModel(model, multi_avg_fn=warmup_ema(0.999), use_buffers=True)
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+        ema.update_parameters(model)  # first update copies
+        model[0].weight.fill_(1.0)
+        model[1].num_batches_tracked.fill_(7)
+        for _ in range(50):
+            ema.update_parameters(model)
+    assert float(ema.module[0].weight.detach()) > 0.99
+    assert int(ema.module[1].num_batches_tracked) == 7

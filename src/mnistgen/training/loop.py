@@ -49,6 +49,10 @@ class RunOptions:
     max_minutes: float | None = None
     progress: bool = True
     write_cache: bool = True
+    snapshot_minutes: tuple[float, ...] = ()  # also save checkpoints/minute_M.pt when training time reaches M
+
+
+LOCAL_OPTIONS = ("progress", "write_cache", "snapshot_minutes")  # how this process runs, not part of the run
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,7 +146,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "config": self.cfg.to_dict(),
-            "run": {k: v for k, v in asdict(self.opts).items() if k not in ("progress", "write_cache", "out")},
+            "run": {k: v for k, v in asdict(self.opts).items() if k not in (*LOCAL_OPTIONS, "out")},
             "model": self.model.state_dict(),
             "family": self.family_state(),
             "scaler": self.scaler.state_dict(),
@@ -218,7 +222,7 @@ class Trainer:
     def prepare_new_run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(yaml.safe_dump(
-            {**self.cfg.to_dict(), "run": {k: v for k, v in asdict(self.opts).items() if k != "progress"}},
+            {**self.cfg.to_dict(), "run": {k: v for k, v in asdict(self.opts).items() if k not in LOCAL_OPTIONS}},
             sort_keys=False))
         info = model_info(self.model)
         info["trainer_lines_of_code"] = self.trainer_lines_of_code()
@@ -244,6 +248,7 @@ class Trainer:
         # The budget counts from here: a resumed run gets max_minutes more, not less.
         budget = self.elapsed + self.opts.max_minutes * 60 if self.opts.max_minutes else math.inf
         kill_after = int(os.environ.get(KILL_ENV, "0"))
+        snapshots = sorted(m for m in self.opts.snapshot_minutes if m * 60 > self.elapsed)
         stop_reason = "epochs"
         self.model.train()
         try:
@@ -270,6 +275,8 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
                     if self.t.checkpoint_every and self.global_step % self.t.checkpoint_every == 0:
                         self.save()
+                    while snapshots and self.elapsed >= snapshots[0] * 60:
+                        self.save(f"minute_{snapshots.pop(0):g}.pt")
                     if kill_after and self.global_step == kill_after:
                         os.kill(os.getpid(), signal.SIGKILL)
                     if self.elapsed >= budget:
