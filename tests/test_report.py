@@ -79,3 +79,10 @@ def test_latent_scatter_any_dimension(dim, tmp_path):
 def test_loss_curves_with_a_single_partial_epoch(tmp_path):
     records = [{"epoch": 0, "d_loss": 1.0, "g_loss": 2.0, "partial": True}]
     assert plots.loss_curves(records, "gan", "t", tmp_path / "l.png").is_file()
+
+
+def test_quality_vs_time_plot(tmp_path):
+    scores = {"acceptable": 0.5, "coverage": 0.4, "inception_score": 6.0, "fid": 12.0}
+    curves = {"vae": [(1, scores), (5, {**scores, "fid": 9.0})], "gan": [(1, scores)]}
+    path = plots.quality_vs_time(curves, {**scores, "fid": 0.2}, "test", tmp_path / "q.png")
+    assert path.stat().st_size > 1000

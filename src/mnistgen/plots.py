@@ -159,3 +159,30 @@ def labelled_grids(pictures: dict[str, np.ndarray], title: str, path: str | os.P
         ax.axis("off")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+QUALITY_PANELS = (("acceptable", "acceptable (p >= 0.9)"), ("coverage", "coverage"),
+                  ("inception_score", "Inception Score"), ("fid", "FID (lower is better)"))
+
+
+def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, title: str,
+                    path: str | os.PathLike) -> Path:
+    """One panel per metric against training minutes (log axis), one line per preset;
+    the real-data row as a dashed line. ``curves``: preset -> [(minutes, scores), ...]."""
+    fig, axes = plt.subplots(1, len(QUALITY_PANELS), figsize=(4.0 * len(QUALITY_PANELS), 3.3))
+    for ax, (key, label) in zip(axes, QUALITY_PANELS):
+        for name, points in curves.items():
+            ax.plot([m for m, _ in points], [s[key] for _, s in points], marker="o", label=name)
+        ax.axhline(ceiling[key], color="gray", linestyle="--", linewidth=1, label="real data")
+        ax.set_xscale("log")
+        budgets = sorted({m for points in curves.values() for m, _ in points})
+        ax.set_xticks(budgets, labels=[f"{m:g}" for m in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("training minutes")
+        ax.set_title(label, fontsize=10)
+        if key == "fid":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
