@@ -12,7 +12,7 @@ the generator is updated after every k-th discriminator update.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def warmup_ema(decay: float):
+def warmup_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
     """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far.
 
     A fixed decay of 0.999 keeps 0.999^n of the random initial weights: still a third after
