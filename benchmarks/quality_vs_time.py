@@ -43,8 +43,10 @@ def sampling_speed(checkpoint: Path, device: str, n: int = 10_000) -> float:
     return n / (time.perf_counter() - started)
 
 
-def steps_per_epoch(cfg: Config) -> int:
-    return 60_000 // cfg.train.batch_size  # InMemoryBatches drops the last, smaller batch
+def steps_per_epoch(last_state: dict) -> float:
+    """From the run's final checkpoint, so it matches the trainer's batching exactly."""
+    completed = last_state["global_step"] - last_state["step_in_epoch"]
+    return completed / last_state["epoch"] if last_state["epoch"] else float("nan")
 
 
 def train_with_snapshots(entry: str, budgets: list[float], seed: int, device: str, runs: Path,
@@ -79,7 +81,8 @@ def main() -> None:
     ceiling: dict = {}
     for entry in args.presets:
         run_dir, summary = train_with_snapshots(entry, budgets, args.seed, args.device, Path(args.runs), stamp)
-        cfg = Config.from_dict(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["config"])
+        last_state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+        cfg = Config.from_dict(last_state["config"])
         name = cfg.preset
         points = []
         for minutes in budgets:
@@ -88,7 +91,7 @@ def main() -> None:
             result = evaluate(checkpoint, n=args.n, seed=args.seed)
             ceiling = {k: result["real"][k] for k in SCORES}
             point = {"minutes": minutes, "steps": state["global_step"],
-                     "epochs": round(state["global_step"] / steps_per_epoch(cfg), 2),
+                     "epochs": round(state["global_step"] / steps_per_epoch(last_state), 2),
                      **{k: result["samples"][k] for k in SCORES},
                      "class_histogram": result["samples"]["class_histogram"]}
             points.append(point)

@@ -169,13 +169,13 @@ def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, 
                     path: str | os.PathLike) -> Path:
     """One panel per metric against training minutes (log axis), one line per preset;
     the real-data row as a dashed line. ``curves``: preset -> [(minutes, scores), ...]."""
+    budgets = sorted({m for points in curves.values() for m, _ in points})
     fig, axes = plt.subplots(1, len(QUALITY_PANELS), figsize=(4.0 * len(QUALITY_PANELS), 3.3))
     for ax, (key, label) in zip(axes, QUALITY_PANELS):
         for name, points in curves.items():
             ax.plot([m for m, _ in points], [s[key] for _, s in points], marker="o", label=name)
         ax.axhline(ceiling[key], color="gray", linestyle="--", linewidth=1, label="real data")
         ax.set_xscale("log")
-        budgets = sorted({m for points in curves.values() for m, _ in points})
         ax.set_xticks(budgets, labels=[f"{m:g}" for m in budgets])
         ax.minorticks_off()
         ax.set_xlabel("training minutes")
