@@ -24,11 +24,11 @@ import torch
 
 from mnistgen import plots
 from mnistgen.config import Config, apply_overrides, load_preset
+from mnistgen.errors import MnistgenError
 from mnistgen.evaluation import evaluate
 from mnistgen.sampling import load_trained_model, sample_images
-from mnistgen.errors import MnistgenError
 from mnistgen.training import RunOptions, make_trainer
-from mnistgen.training.loop import resolve_device
+from mnistgen.training.loop import resolve_device, snapshot_name
 
 SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
 UNBOUNDED_EPOCHS = 100_000  # time, not epochs, ends these runs
@@ -54,7 +54,7 @@ def train_with_snapshots(entry: str, budgets: list[float], seed: int, device: st
     """Train preset ``entry`` for the largest budget, or reuse ``entry`` if it is such a run folder."""
     path = Path(entry)
     if path.is_dir():
-        missing = [m for m in budgets if not (path / "checkpoints" / f"minute_{m:g}.pt").is_file()]
+        missing = [m for m in budgets if not (path / "checkpoints" / snapshot_name(m)).is_file()]
         if missing:
             raise MnistgenError(f"{path} has no snapshot for minute(s) {missing}")
         return path, json.loads((path / "summary.json").read_text())
@@ -86,7 +86,7 @@ def main() -> None:
         name = cfg.preset
         points = []
         for minutes in budgets:
-            checkpoint = run_dir / "checkpoints" / f"minute_{minutes:g}.pt"
+            checkpoint = run_dir / "checkpoints" / snapshot_name(minutes)
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             result = evaluate(checkpoint, n=args.n, seed=args.seed)
             ceiling = {k: result["real"][k] for k in SCORES}
@@ -98,7 +98,7 @@ def main() -> None:
             print(f"{name:6s} {minutes:5g} min  {point['epochs']:6.2f} epochs  acceptable {point['acceptable']:.3f}  "
                   f"coverage {point['coverage']:.3f}  IS {point['inception_score']:.2f}  FID {point['fid']:.2f}",
                   flush=True)
-        last = run_dir / "checkpoints" / f"minute_{budgets[-1]:g}.pt"
+        last = run_dir / "checkpoints" / snapshot_name(budgets[-1])
         results[name] = {"preset": cfg.to_dict(), "run": str(run_dir), "device": summary["device"],
                          "seconds_per_epoch": summary["seconds_per_epoch"],
                          "sampling_digits_per_second": round(sampling_speed(last, args.device)), "points": points}

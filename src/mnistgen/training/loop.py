@@ -55,6 +55,11 @@ class RunOptions:
 LOCAL_OPTIONS = ("progress", "write_cache", "snapshot_minutes")  # how this process runs, not part of the run
 
 
+def snapshot_name(minutes: float) -> str:
+    """File name, under checkpoints/, of the snapshot taken at ``minutes`` of training."""
+    return f"minute_{minutes:g}.pt"
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -276,7 +281,7 @@ class Trainer:
                     if self.t.checkpoint_every and self.global_step % self.t.checkpoint_every == 0:
                         self.save()
                     while snapshots and self.elapsed >= snapshots[0] * 60:
-                        self.save(f"minute_{snapshots.pop(0):g}.pt")
+                        self.save(snapshot_name(snapshots.pop(0)))
                     if kill_after and self.global_step == kill_after:
                         os.kill(os.getpid(), signal.SIGKILL)
                     if self.elapsed >= budget:
