@@ -66,7 +66,7 @@ def test_shapes_and_ranges(name):
 def test_vae_loss_terms():
     model = build("vae")
     x = torch.rand(8, 1, 28, 28)
-    terms = model.loss(x, beta=0.5)
+    terms = model.loss(x, beta=0.5, labels=torch.arange(8))
     assert set(terms) == {"loss", "recon", "kl"}
     assert torch.isclose(terms["loss"], terms["recon"] + 0.5 * terms["kl"])
     assert terms["kl"] >= 0
@@ -75,3 +75,28 @@ def test_vae_loss_terms():
 def test_lines_of_code_skips_comments_docstrings_and_blanks():
     source = '"""doc\nstring"""\n\n# comment\nx = 1\n\ndef f():\n    """doc"""\n    return x\n'
     assert lines_of_code(source) == 3
+
+
+@pytest.mark.parametrize("preset", ["vae", "gan"])
+def test_default_presets_are_class_conditional(preset):
+    model = build(preset).eval()
+    assert model.num_classes == 10
+    z = torch.randn(4, model.latent_dim)
+    threes, sevens = model.decode_latents(z, torch.full((4,), 3)), model.decode_latents(z, torch.full((4,), 7))
+    assert threes.shape == (4, 1, 28, 28) and not torch.allclose(threes, sevens)
+    # A one-hot float class vector is the same request as the int label; blends are allowed.
+    torch.testing.assert_close(model.decode_latents(z, torch.eye(10)[[3] * 4]), threes)
+    assert model.decode_latents(z, torch.full((4, 10), 0.1)).shape == (4, 1, 28, 28)
+    with pytest.raises(ValueError, match="class-conditional"):
+        model.decode_latents(z)
+
+
+def test_conditional_sampling_draws_uniform_digits_from_the_seed():
+    model = build("gan").eval()
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(8, model.latent_dim, generator=gen)
+    digits = torch.randint(10, (8,), generator=gen)
+    expected = model.decode_latents(z, digits)
+    torch.testing.assert_close(model.sample(8, generator=torch.Generator().manual_seed(0)), expected)
+    given = model.sample(8, generator=torch.Generator().manual_seed(0), labels=torch.full((8,), 4))
+    torch.testing.assert_close(given, model.decode_latents(z, torch.full((8,), 4)))

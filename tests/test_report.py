@@ -26,7 +26,8 @@ class _Collector(HTMLParser):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, mnist):
     out = tmp_path_factory.mktemp("report") / "r"
-    code = main(["report", "mlp-vae-2d-seed002", "gan", "--epochs", "1,2", "--minutes", "0.02",
+    # mlp-vae-2d-seed002 is unconditional with a 2-D latent; vae and gan are class-conditional.
+    code = main(["report", "mlp-vae-2d-seed002", "gan", "vae", "--epochs", "1,2", "--minutes", "0.02",
                  "-n", "300", "--out", str(out)])
     assert code == 0
     return out
@@ -35,14 +36,14 @@ def report(tmp_path_factory, mnist):
 def test_report_has_every_section_and_figure(report):
     md = (report / "report.md").read_text()
     for heading in ("## Comparison", "## Findings", "## Training length", "## mlp-vae-2d-seed002 (1 epochs)",
-                    "## gan (2 epochs)"):
+                    "## gan (2 epochs)", "## vae (1 epochs)"):
         assert heading in md
     assert "real training images (ceiling)" in md
     for caption in ("100 samples", "loss curves", "training progress", "generated vs real digits",
                     "latent space of test images", "2-D latent manifold", "interpolation"):
         assert caption in md, caption
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(linked) >= 7 * 2 + 5 * 2 + 3 and all((report / p).is_file() for p in linked)
+    assert len(linked) >= 7 * 2 + 5 * 2 + 6 * 2 + 3 and all((report / p).is_file() for p in linked)
     results = json.loads((report / "results.json").read_text())
     assert [r["model"] for r in results][:2] == ["mlp-vae-2d-seed002 (1 epochs)", "mlp-vae-2d-seed002 (2 epochs)"]
 

@@ -67,9 +67,9 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_pa
     trainer = make_tiny_trainer(tmp_path / "run", checkpoint_every=1)
     real_loss, calls = trainer.loss_fn, {"n": 0}
 
-    def loss_that_explodes(x, beta):
+    def loss_that_explodes(x, beta, labels):
         calls["n"] += 1
-        terms = real_loss(x, beta=beta)
+        terms = real_loss(x, beta=beta, labels=labels)
         if calls["n"] == 3:
             terms["loss"] = terms["loss"] * float("nan")
         return terms
@@ -128,6 +128,37 @@ def test_sample_npz_and_png(trained_vae, tmp_path):
     np.testing.assert_array_equal(images, np.load(tmp_path / "again.npz")["images"])
     assert main(["sample", str(trained_vae), "-n", "16", "--out", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sample_one_digit(trained_vae, tmp_path, capsys):
+    assert main(["sample", str(trained_vae), "-n", "5", "--digit", "3", "--out", str(tmp_path / "3.npz")]) == 0
+    assert "(digit 3)" in capsys.readouterr().out
+    assert main(["sample", str(trained_vae), "-n", "5", "--digit", "8", "--out", str(tmp_path / "8.npz")]) == 0
+    threes, eights = (np.load(tmp_path / f"{d}.npz")["images"] for d in (3, 8))
+    assert threes.shape == (5, 28, 28) and not np.array_equal(threes, eights)  # same seed, other digit
+    with pytest.raises(SystemExit):
+        main(["sample", str(trained_vae), "--digit", "10", "--out", str(tmp_path / "x.png")])
+
+
+def test_sample_temperature(trained_vae, tmp_path, capsys):
+    def draw(*extra):
+        out = tmp_path / f"s{len(list(tmp_path.iterdir()))}.npz"
+        assert main(["sample", str(trained_vae), "-n", "50", "--out", str(out), *extra]) == 0
+        return np.load(out)["images"].astype(float)
+
+    # The preset samples at 1; temperature 0 is refused, and a colder prior varies less.
+    np.testing.assert_array_equal(draw(), draw("--temperature", "1"))
+    assert draw("--temperature", "0.1").std(0).mean() < draw("--temperature", "2").std(0).mean()
+    assert main(["sample", str(trained_vae), "--temperature", "0", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--temperature must be positive" in capsys.readouterr().err
+
+
+def test_digit_on_an_unconditional_model_is_a_clear_error(tmp_path, capsys, mnist):
+    run = tmp_path / "uncond"
+    assert main(tiny_run(run, "vae", "--set", "epochs=1", "--set", "model_args.num_classes=0")) == 0
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sample", str(run), "--digit", "3", "--out", str(tmp_path / "x.png")]) == 2
+    assert "not" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
 
 
 def test_sample_bad_output_suffix(trained_vae, tmp_path, capsys):

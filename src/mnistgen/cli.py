@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=100, help="number of digits (default 100)")
     sample.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npz (uint8 N x 28 x 28 under 'images')")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
+                        help="draw only this digit (class-conditional models, e.g. the vae and gan presets); "
+                             "default: digits drawn uniformly")
+    sample.add_argument("--temperature", type=float,
+                        help="scale of the prior noise; below 1 gives sharper, less varied digits "
+                             "(default: the run's model_args.temperature, 1 unless set)")
 
     ev = sub.add_parser("evaluate", help="score samples: acceptable %%, coverage, IS, FID, KID, precision/recall",
                         description="Score a run folder, a checkpoint, or an .npz/.npy of images (uint8 0..255 or "
@@ -222,9 +228,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if Path(args.out).suffix not in (".png", ".npz"):
         raise MnistgenError(f"--out must end in .png or .npz, not {Path(args.out).name!r}")
     model, cfg = load_trained_model(args.target)
-    images = sample_images(model, args.n, seed=args.seed)
+    if args.digit is not None and not model.num_classes:
+        raise MnistgenError(f"--digit needs a class-conditional model; preset {cfg.preset} is not one")
+    if args.temperature is not None:
+        if not args.temperature > 0:
+            raise MnistgenError(f"--temperature must be positive, not {args.temperature}")
+        model.temperature = args.temperature
+    images = sample_images(model, args.n, seed=args.seed, digit=args.digit)
     path = write_samples(images, args.out)
-    print(f"{args.n} samples of {cfg.preset} -> {path}")
+    which = "" if args.digit is None else f" (digit {args.digit})"
+    print(f"{args.n} samples of {cfg.preset}{which} -> {path}")
     return 0
 
 

@@ -75,7 +75,8 @@ def model_figures(result: ModelResult, figures: Path, data: str | None, seed: in
     name = result.label
     fig = result.figures
     gen = torch.Generator().manual_seed(seed)
-    samples = model.sample(100, generator=gen)
+    # A conditional model's grid has one row per digit.
+    samples = model.sample(100, generator=gen, labels=torch.arange(100) // 10 if model.num_classes else None)
     fig["samples"] = save_grid(samples, figures / f"{slug}_samples.png", ncols=10)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if line]
     fig["losses"] = plots.loss_curves(records, cfg.family, f"{name}: training losses per epoch",
@@ -88,25 +89,36 @@ def model_figures(result: ModelResult, figures: Path, data: str | None, seed: in
                                               test[pick], classify(classifier, test[pick]).probs,
                                               f"{name}: generated (top) vs real (bottom)",
                                               figures / f"{slug}_classifier.png")
+    test_labels = torch.as_tensor(mnist.y_test, dtype=torch.long)
+    one_hot = torch.eye(10)
     if isinstance(model, VAE):
-        mu, _ = model.encode(test)
-        fig["latent"] = plots.latent_scatter(mu, mnist.y_test, f"{name}: latent means of test images",
+        mu, _ = model.encode(test, test_labels)
+        # Given the digit, a conditional VAE's latent holds only the style: colours mix by design.
+        given = " (each given its digit)" if model.num_classes else ""
+        fig["latent"] = plots.latent_scatter(mu, mnist.y_test, f"{name}: latent means of test images{given}",
                                              figures / f"{slug}_latent.png")
-        if model.latent_dim == 2:
+        if model.latent_dim == 2 and not model.num_classes:
             axis = torch.linspace(-2.5, 2.5, 15)
             zz = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), -1).reshape(-1, 2)
             fig["manifold"] = plots.latent_manifold(model.decode_latents(zz), 2.5, name, figures / f"{slug}_manifold.png")
         ends = {}
         for a, b in ((0, 1), (3, 8), (4, 9)):
             ia, ib = int(np.flatnonzero(mnist.y_test == a)[0]), int(np.flatnonzero(mnist.y_test == b)[0])
-            za, zb = mu[ia], mu[ib]
-            ends[f"encoded test {a} -> encoded test {b}"] = (za, zb)
+            # A conditional VAE blends the two one-hot digits along with the latents.
+            ends[f"encoded test {a} -> encoded test {b}"] = (mu[ia], mu[ib], one_hot[a], one_hot[b])
     else:
         noise = torch.randn(6, model.latent_dim, generator=gen)
-        ends = {f"noise vector {2 * i + 1} -> noise vector {2 * i + 2}": (noise[2 * i], noise[2 * i + 1])
-                for i in range(3)}
+        # A conditional GAN keeps one digit per row (2, 5, 8) while the noise moves.
+        ends = {f"noise vector {2 * i + 1} -> noise vector {2 * i + 2}"
+                + (f" (digit {3 * i + 2})" if model.num_classes else ""):
+                (noise[2 * i], noise[2 * i + 1], one_hot[3 * i + 2], one_hot[3 * i + 2]) for i in range(3)}
     weights = torch.linspace(0, 1, 10)[:, None]
-    rows = {label: model.decode_latents((1 - weights) * za + weights * zb) for label, (za, zb) in ends.items()}
+
+    def blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (1 - weights) * a + weights * b
+
+    rows = {label: model.decode_latents(blend(za, zb), blend(ya, yb) if model.num_classes else None)
+            for label, (za, zb, ya, yb) in ends.items()}
     fig["interpolation"] = plots.interpolation_strip(rows, f"{name}: straight lines in latent space",
                                                      figures / f"{slug}_interpolation.png")
 

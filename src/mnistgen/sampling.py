@@ -32,10 +32,16 @@ def load_trained_model(target: str | os.PathLike, device: str | torch.device = "
     return model.to(device).eval(), cfg
 
 
-def sample_images(model: VAE | GAN, n: int, seed: int = 0, batch: int = 2000) -> np.ndarray:
-    """``n`` samples as uint8 (n, 28, 28), reproducible for a given seed."""
+def sample_images(model: VAE | GAN, n: int, seed: int = 0, batch: int = 2000, digit: int | None = None) -> np.ndarray:
+    """``n`` samples as uint8 (n, 28, 28), reproducible for a given seed; only ``digit`` if given
+    (class-conditional models)."""
     gen = torch.Generator().manual_seed(seed)
-    chunks = [to_uint8(model.sample(min(batch, n - i), generator=gen)) for i in range(0, n, batch)]
+
+    def labels(size: int) -> torch.Tensor | None:
+        return None if digit is None else torch.full((size,), digit, dtype=torch.long)
+
+    chunks = [to_uint8(model.sample(min(batch, n - i), generator=gen, labels=labels(min(batch, n - i))))
+              for i in range(0, n, batch)]
     return np.concatenate(chunks) if chunks else np.zeros((0, 28, 28), np.uint8)
 
 

@@ -1,12 +1,16 @@
 """The two model interfaces every mnistgen model implements.
 
 A likelihood model (VAE) gives ``encode / decode / sample / loss -> dict``; an adversarial
-model (GAN) gives ``generator / discriminator / sample``. The trainers in
-``mnistgen.training`` only talk to these interfaces, so a new model is one module plus one
-registry entry in ``mnistgen.models`` plus one preset YAML.
+model (GAN) gives ``generate / discriminate / sample`` over its ``generator`` and
+``discriminator`` modules. The trainers in ``mnistgen.training`` only talk to these interfaces,
+so a new model is one module plus one registry entry in ``mnistgen.models`` plus one preset YAML.
 
 Images cross these interfaces as float tensors (N, 1, 28, 28) in the model's
 ``data_range``; :meth:`sample` always returns [0, 1] so callers need not care.
+
+A class-conditional model (``num_classes`` > 0) also takes ``labels``: int64 digits (N,), or
+float class vectors (N, num_classes) so that a plot can blend two digits. Unconditional models
+take and ignore them. :meth:`sample` draws uniform digits when it is given none.
 """
 
 from __future__ import annotations
@@ -16,7 +20,47 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class VAE(nn.Module):
+def class_vectors(labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """Float (N, num_classes): one-hot rows for int labels; float rows pass through (blends)."""
+    if labels is None:
+        raise ValueError("this model is class-conditional: it needs labels")
+    if labels.is_floating_point():
+        return labels
+    return F.one_hot(labels, num_classes).float()
+
+
+class DigitModel(nn.Module):
+    """What VAEs and GANs share: a latent prior, optional class conditioning, and sampling."""
+
+    latent_dim: int
+    num_classes: int = 0
+    # Prior samples are drawn as temperature * N(0, I); below 1 trades variety for sharper digits.
+    temperature: float = 1.0
+
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] for given latents (the fixed-noise grids use this)."""
+        raise NotImplementedError
+
+    def checked_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """``labels`` for a conditional model (an error if missing); None for an unconditional one."""
+        if self.num_classes and labels is None:
+            raise ValueError(f"{type(self).__name__} is class-conditional: it needs labels")
+        return labels if self.num_classes else None
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` images in [0, 1] from prior latents (scaled by ``temperature``); a conditional model
+        draws uniform digits unless ``labels`` are given. Random numbers come from ``generator`` on
+        the CPU, so a seed gives the same digits on every device."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu") * self.temperature
+        if self.num_classes and labels is None:
+            labels = torch.randint(self.num_classes, (n,), generator=generator)
+        device = next(self.parameters()).device
+        return self.decode_latents(z.to(device), None if labels is None else labels.to(device))
+
+
+class VAE(DigitModel):
     """Gaussian-latent VAE with a Bernoulli decoder (BCE reconstruction + closed-form KL).
 
     ``loss_reduction`` says how the seeds scale the two terms:
@@ -27,31 +71,35 @@ class VAE(nn.Module):
     family = "vae"
     data_range = (0.0, 1.0)
 
-    def __init__(self, latent_dim: int, loss_reduction: str = "sum"):
+    def __init__(self, latent_dim: int, loss_reduction: str = "sum", num_classes: int = 0, temperature: float = 1.0):
         super().__init__()
         if loss_reduction not in ("sum", "mean"):
             raise ValueError(f"loss_reduction must be 'sum' or 'mean', not {loss_reduction!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, not {temperature!r}")
         self.latent_dim = latent_dim
         self.loss_reduction = loss_reduction
+        self.num_classes = num_classes
+        self.temperature = temperature
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of q(z|x)."""
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z|x) (of q(z|x, label) for a conditional model)."""
         raise NotImplementedError
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Pixel logits (N, 1, 28, 28); sigmoid of them is the decoded image."""
         raise NotImplementedError
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode_logits(z))
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z, labels))
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
-    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, beta: float = 1.0, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Terms of the negative ELBO; ``loss`` is the one to minimise (KL weighted by beta)."""
-        mu, logvar = self.encode(x)
-        logits = self.decode_logits(self.reparameterize(mu, logvar))
+        mu, logvar = self.encode(x, labels)
+        logits = self.decode_logits(self.reparameterize(mu, logvar), labels)
         # BCE on logits is the numerically safe form of BCE on sigmoid outputs (and AMP-safe).
         bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").flatten(1)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float()
@@ -61,39 +109,35 @@ class VAE(nn.Module):
             recon, kl = bce.mean(), kl.mean()
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(device)
-        return self.decode(z).clamp(0, 1)
-
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] for given latents (the fixed-noise grids use this)."""
-        return self.decode(z).clamp(0, 1)
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(z, self.checked_labels(labels)).clamp(0, 1)
 
 
-class GAN(nn.Module):
-    """A generator z -> image in ``data_range`` and a discriminator image -> logit (N,)."""
+class GAN(DigitModel):
+    """A generator z (and digit) -> image in ``data_range``; a discriminator image (and digit) -> logit (N,)."""
 
     family = "gan"
     data_range = (-1.0, 1.0)
 
-    def __init__(self, latent_dim: int, generator: nn.Module, discriminator: nn.Module):
+    def __init__(self, latent_dim: int, generator: nn.Module, discriminator: nn.Module, num_classes: int = 0):
         super().__init__()
         self.latent_dim = latent_dim
         self.generator = generator
         self.discriminator = discriminator
+        self.num_classes = num_classes
 
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in ``data_range``; a conditional generator's forward takes (z, labels)."""
+        return self.generator(z, labels) if self.num_classes else self.generator(z)
+
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N,); a conditional discriminator's forward takes (x, labels)."""
+        return self.discriminator(x, labels) if self.num_classes else self.discriminator(x)
+
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Generated images mapped to [0, 1]."""
         low, high = self.data_range
-        return ((self.generator(z) - low) / (high - low)).clamp(0, 1)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(device)
-        return self.decode_latents(z)
+        return ((self.generate(z, self.checked_labels(labels)) - low) / (high - low)).clamp(0, 1)
 
 
 class Reshape(nn.Module):

@@ -56,9 +56,9 @@ class ConvVAESeed000(VAE):
             Crop(2),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return self.to_mu(h), self.to_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(z)

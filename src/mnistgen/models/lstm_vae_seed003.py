@@ -32,9 +32,9 @@ class LSTMVAESeed003(VAE):
             nn.ConvTranspose2d(32, 1, 3, 1, 1),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         _, (h, _) = self.lstm(x.squeeze(1))  # rows are the time steps
         return self.to_mu(h[-1]), self.to_logvar(h[-1])
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(z)

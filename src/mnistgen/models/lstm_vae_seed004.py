@@ -35,10 +35,10 @@ class LSTMVAESeed004(VAE):
             nn.Flatten(), nn.Linear(64 * 28 * 28, 784), Reshape(1, 28, 28),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out, _ = self.lstm(x.squeeze(1))
         h = out.flatten(1)
         return self.to_mu(h), 2.0 * self.to_log_sigma(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(z)

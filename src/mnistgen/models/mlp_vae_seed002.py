@@ -25,9 +25,9 @@ class MLPVAESeed002(VAE):
             nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 784), Reshape(1, 28, 28)
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return self.to_mu(h), self.to_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(z)

@@ -22,11 +22,12 @@ from ..models import GAN
 from .loop import Trainer
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     labels: torch.Tensor | None = None) -> torch.Tensor:
     """E[(||grad D(x_hat)|| - 1)^2] with x_hat = eps*real + (1-eps)*fake, one eps per sample."""
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    scores = critic(x_hat)
+    scores = critic(x_hat, labels)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
@@ -53,15 +54,15 @@ class AdversarialTrainer(Trainer):
         model: GAN = self.model
         self.opt_g = self.optimizer(model.generator.parameters(), self.t.lr_g)
         self.opt_d = self.optimizer(model.discriminator.parameters(), self.t.lr_d)
-        self.G = self.maybe_compile(model.generator)
-        self.D = self.maybe_compile(model.discriminator)
+        self.G = self.maybe_compile(model.generate)
+        self.D = self.maybe_compile(model.discriminate)
         self.ema = None
         if self.t.ema_decay > 0:
             self.ema = AveragedModel(model, multi_avg_fn=warmup_ema(self.t.ema_decay), use_buffers=True)
         self.last_g: dict[str, float] = {}
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        d_real, d_fake = self.D(real), self.D(fake)
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        d_real, d_fake = self.D(real, labels), self.D(fake, labels)
         loss = self.t.loss
         if loss == "bce":
             terms = {"d_loss": F.softplus(-d_real).mean() + F.softplus(d_fake).mean()}
@@ -71,27 +72,29 @@ class AdversarialTrainer(Trainer):
             w = d_real.float().mean() - d_fake.float().mean()
             terms = {"d_loss": -w, "wasserstein": w}
             if loss == "wgan-gp":
-                gp = gradient_penalty(self.D, real, fake)
+                gp = gradient_penalty(self.D, real, fake, labels)
                 terms["gp"] = gp
                 terms["d_loss"] = -w + self.t.gp_weight * gp
         terms["d_real"] = d_real.float().mean()
         terms["d_fake"] = d_fake.float().mean()
         return terms
 
-    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        d_fake = self.D(fake)
+    def g_loss(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        d_fake = self.D(fake, labels)
         return F.softplus(-d_fake).mean() if self.t.loss == "bce" else -d_fake.float().mean()
 
-    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+    def train_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         t = self.t
         z = torch.randn(real.shape[0], self.model.latent_dim, device=self.device)
-        z_d, real_d = (z[: len(z) // 2], real[: len(real) // 2]) if t.split_real_fake else (z, real)
+        # Fakes are asked for the batch's own digits: the training frequencies, at no extra cost.
+        half = len(z) // 2 if t.split_real_fake else len(z)
+        z_d, real_d, labels_d = z[:half], real[:half], labels[:half]
         out: dict[str, float] = {}
         for r in range(t.rounds_per_batch):
             with self.autocast():
                 with torch.no_grad():
-                    fake = self.G(z_d)
-                d_terms = self.d_loss(real_d, fake)
+                    fake = self.G(z_d, labels_d)
+                d_terms = self.d_loss(real_d, fake, labels_d)
             self.backward_step(d_terms["d_loss"], self.opt_d)
             if t.loss == "wasserstein":
                 with torch.no_grad():
@@ -100,7 +103,7 @@ class AdversarialTrainer(Trainer):
             out.update({k: float(v.detach()) for k, v in d_terms.items()})
             if (self.global_step * t.rounds_per_batch + r + 1) % t.d_steps == 0:
                 with self.autocast():
-                    g = self.g_loss(self.G(z))
+                    g = self.g_loss(self.G(z, labels), labels)
                 # Only G's optimizer steps; D's gradients from this pass are cleared before D's next step.
                 self.backward_step(g, self.opt_g)
                 if self.ema is not None:

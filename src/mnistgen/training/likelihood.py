@@ -31,10 +31,10 @@ class LikelihoodTrainer(Trainer):
         progress = self.epoch + self.step_in_epoch / len(self.batches)
         return min(1.0, progress / self.t.kl_warmup_epochs)
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         beta = self.kl_weight()
         with self.autocast():
-            terms = self.loss_fn(x, beta=beta)
+            terms = self.loss_fn(x, beta=beta, labels=labels)
         self.backward_step(terms["loss"], self.opt)
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["kl_weight"] = beta
@@ -44,9 +44,9 @@ class LikelihoodTrainer(Trainer):
     def validation_loss(self) -> dict[str, float]:
         self.model.eval()
         totals: dict[str, float] = {}
-        for chunk in self.x_val.split(VAL_BATCH):
+        for chunk, labels in zip(self.x_val.split(VAL_BATCH), self.y_val.split(VAL_BATCH)):
             with self.autocast():
-                terms = self.model.loss(chunk, beta=1.0)
+                terms = self.model.loss(chunk, beta=1.0, labels=labels)
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(chunk)
         self.model.train()

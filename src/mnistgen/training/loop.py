@@ -83,14 +83,24 @@ class Trainer:
         torch.manual_seed(opts.seed)
         self.model = (model or build_model(cfg.model, **cfg.model_args)).to(self.device)
         data = load_dataset(opts.data, write_cache=opts.write_cache)
-        x_train, x_test = data.x_train, data.x_test
+        x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
         if opts.subset:
-            x_train, x_test = x_train[: opts.subset], x_test[: min(opts.subset, len(x_test))]
+            n_val = min(opts.subset, len(x_test))
+            x_train, y_train, x_test, y_test = x_train[: opts.subset], y_train[: opts.subset], x_test[:n_val], y_test[:n_val]
         self.x_train = to_float_images(x_train, self.model.data_range).to(self.device)
+        self.y_train = torch.as_tensor(y_train, dtype=torch.long, device=self.device)
         self.x_val = to_float_images(x_test, self.model.data_range).to(self.device)
-        self.batches = InMemoryBatches(self.x_train, self.t.batch_size, seed=opts.seed)
+        self.y_val = torch.as_tensor(y_test, dtype=torch.long, device=self.device)
+        # Batches of indices, so that images and their labels are sliced alike.
+        self.batches = InMemoryBatches(torch.arange(len(self.x_train), device=self.device), self.t.batch_size,
+                                       seed=opts.seed)
         noise = torch.Generator().manual_seed(opts.seed + 1)
-        self.fixed_latents = torch.randn(GRID_SIZE, self.model.latent_dim, generator=noise).to(self.device)
+        # Drawn the way the model samples (its temperature), so the grids show what `sample` gives.
+        self.fixed_latents = (torch.randn(GRID_SIZE, self.model.latent_dim, generator=noise)
+                              * self.model.temperature).to(self.device)
+        # A conditional model's grid cycles through the digits, so every grid shows all ten.
+        self.fixed_labels = (torch.arange(GRID_SIZE, device=self.device) % self.model.num_classes
+                             if self.model.num_classes else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=opts.amp and self.device.type == "cuda")
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.elapsed = 0.0
@@ -102,7 +112,8 @@ class Trainer:
     def setup(self) -> None:
         raise NotImplementedError
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of images and their digit labels."""
         raise NotImplementedError
 
     def end_epoch(self) -> dict[str, float]:
@@ -205,7 +216,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            images = model.decode_latents(self.fixed_latents)
+            images = model.decode_latents(self.fixed_latents, self.fixed_labels)
         model.train(was_training)
         return save_grid(images, self.out / "samples" / name, ncols=8)
 
@@ -262,9 +273,9 @@ class Trainer:
                            desc=f"{self.cfg.preset} epoch {self.epoch + 1}/{self.t.epochs}", leave=False,
                            dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
                 out_of_time = False
-                for x in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
+                for idx in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
                     started = time.perf_counter()
-                    terms = self.train_step(x)
+                    terms = self.train_step(self.x_train[idx], self.y_train[idx])
                     bad = [k for k, v in terms.items() if not math.isfinite(v)]
                     if bad:
                         raise TrainingDiverged(
