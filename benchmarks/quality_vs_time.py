@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", default="runs/quality-vs-time", help="where the run folders go")
+    parser.add_argument("--out", help="results path without suffix (default: "
+                                      "benchmarks/results/quality-vs-time-<date>-<device>)")
     args = parser.parse_args()
     budgets = sorted(float(b) for b in args.budgets.split(","))
     stamp = time.strftime("%Y-%m-%d")
@@ -104,7 +106,7 @@ def main() -> None:
                          "sampling_digits_per_second": round(sampling_speed(last, args.device)), "points": points}
         print(f"{name:6s} samples {results[name]['sampling_digits_per_second']} digits/s", flush=True)
     device = next(iter(results.values()))["device"]
-    out = Path(__file__).parent / "results" / f"quality-vs-time-{stamp}-{device}"
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"quality-vs-time-{stamp}-{device}"
     record = {"command": "benchmarks/quality_vs_time.py " + " ".join(args.presets) + f" --budgets {args.budgets}",
               "machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "samples_per_evaluation": args.n, "seed": args.seed,
