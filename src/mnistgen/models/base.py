@@ -30,6 +30,11 @@ def class_vectors(labels: torch.Tensor | None, num_classes: int) -> torch.Tensor
     return F.one_hot(labels, num_classes).float()
 
 
+def with_class(h: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """``h`` (N, F) joined with the class vectors (N, num_classes); ``h`` itself when unconditional."""
+    return torch.cat([h, class_vectors(labels, num_classes)], dim=1) if num_classes else h
+
+
 class DigitModel(nn.Module):
     """What VAEs and GANs share: a latent prior, optional class conditioning, and sampling."""
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as sn
 
-from .base import GAN, Reshape, class_vectors
+from .base import GAN, Reshape, class_vectors, with_class
 
 
 class Generator(nn.Module):
@@ -36,9 +36,7 @@ class Generator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
-            z = torch.cat([z, class_vectors(labels, self.num_classes)], dim=1)
-        return self.net(z)
+        return self.net(with_class(z, labels, self.num_classes))
 
 
 class Discriminator(nn.Module):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import VAE, Reshape, class_vectors
+from .base import VAE, Reshape, with_class
 
 
 class FastVAE(VAE):
@@ -35,12 +35,9 @@ class FastVAE(VAE):
             nn.ConvTranspose2d(w, 1, 4, 2, 1),
         )
 
-    def with_class(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return torch.cat([h, class_vectors(labels, self.num_classes)], dim=1) if self.num_classes else h
-
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.to_stats(self.with_class(self.encoder(x), labels)).chunk(2, dim=1)
+        mu, logvar = self.to_stats(with_class(self.encoder(x), labels, self.num_classes)).chunk(2, dim=1)
         return mu, logvar
 
     def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(self.with_class(z, labels))
+        return self.decoder(with_class(z, labels, self.num_classes))
