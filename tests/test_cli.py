@@ -89,8 +89,8 @@ def test_float_override_without_a_dot_is_a_float():
 @pytest.mark.parametrize("override,message", [
     ("nonsense=1", "unknown setting"),
     ("lr", "key=value"),
-    ("lr=fast", "expected a float"),
-    ("epochs=0", "positive integer"),
+    ("lr=fast", "lr must be a finite number > 0"),
+    ("epochs=0", "epochs must be a whole number >= 1"),
     ("loss=magic", "loss must be one of"),
 ])
 def test_bad_override_is_a_clear_error(override, message, capsys):

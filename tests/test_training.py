@@ -150,7 +150,7 @@ def test_sample_temperature(trained_vae, tmp_path, capsys):
     np.testing.assert_array_equal(draw(), draw("--temperature", "1"))
     assert draw("--temperature", "0.1").std(0).mean() < draw("--temperature", "2").std(0).mean()
     assert main(["sample", str(trained_vae), "--temperature", "0", "--out", str(tmp_path / "x.png")]) == 2
-    assert "--temperature must be positive" in capsys.readouterr().err
+    assert "argument --temperature: must be a finite number > 0" in capsys.readouterr().err
 
 
 def test_digit_on_an_unconditional_model_is_a_clear_error(tmp_path, capsys, mnist):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import MnistgenError
+from .config import POSITIVE, POSITIVE_INT, Rule
+from .errors import MnistgenError, TrainingStopped
+from .fileio import atomic_write_text
 
 EPILOG = """examples:
   mnistgen data info                      where the data comes from, sizes, label counts
@@ -26,6 +29,31 @@ EPILOG = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+SEED = Rule(int, low=0, high=2**32 - 1)
+PROBABILITY = Rule(float, low=0, high=1, low_open=True)
+MOST_SAMPLES = 1_000_000  # keeps -n from asking for more memory than a laptop has
+
+
+def checked(rule: Rule) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses a number and checks it with the config schema's rule."""
+
+    def parse(text: str) -> Any:
+        try:
+            return rule.coerce(int(text) if rule.kind is int else float(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule.describe()}, not {text!r}") from None
+
+    parse.__name__ = rule.describe()  # argparse names the type in some messages
+    return parse
+
+
 def _add_data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH",
                    help="folder with the four MNIST IDX files (gzipped or not) or an .npz with "
@@ -33,7 +61,7 @@ def _add_data_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mnistgen", description="Train, sample and compare generative models of MNIST-like digits.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mnistgen {__version__}")
@@ -41,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect the training data")
-    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     info = data_sub.add_parser("info", help="source, path, sizes, label counts, cache location")
     _add_data_arg(info)
 
@@ -51,15 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train a preset. Writes config, checkpoints, sample grids, "
                                        "metrics.jsonl and TensorBoard logs to the run folder.")
     train.add_argument("preset", nargs="?", help="preset name (see `mnistgen presets`)")
-    train.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
-    train.add_argument("--max-minutes", type=float, help="stop after this many minutes of training (with --resume: this many more)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--epochs", type=checked(POSITIVE_INT),
+                       help="number of epochs (default: the preset's; with --max-minutes, our defaults vae and gan "
+                            "train until the time is up unless --epochs is given)")
+    train.add_argument("--max-minutes", type=checked(POSITIVE),
+                       help="stop after this many minutes of training (with --resume: this many more)")
+    train.add_argument("--seed", type=checked(SEED), help="random seed (default 0; on --resume: the run's)")
     train.add_argument("--out", help="run folder (default runs/PRESET-TIMESTAMP); must not hold a run")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto: cuda when available, else cpu")
     train.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
     train.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    train.add_argument("--subset", type=int, help="train on the first N training images")
+    train.add_argument("--subset", type=checked(POSITIVE_INT), help="train on the first N training images")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a preset setting, e.g. --set lr=1e-3 --set model_args.latent_dim=8")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder exactly where it stopped")
@@ -70,13 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="draw digits from a trained run or checkpoint")
     sample.add_argument("target", metavar="RUN_OR_CHECKPOINT")
-    sample.add_argument("-n", type=int, default=100, help="number of digits (default 100)")
+    sample.add_argument("-n", type=checked(Rule(int, low=1, high=MOST_SAMPLES)), default=100,
+                        help="number of digits (default 100)")
     sample.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npz (uint8 N x 28 x 28 under 'images')")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    sample.add_argument("--seed", type=checked(SEED), default=0)
     sample.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
                         help="draw only this digit (class-conditional models, e.g. the vae and gan presets); "
                              "default: digits drawn uniformly")
-    sample.add_argument("--temperature", type=float,
+    sample.add_argument("--temperature", type=checked(POSITIVE),
                         help="scale of the prior noise; below 1 gives sharper, less varied digits "
                              "(default: the run's model_args.temperature, 1 unless set)")
 
@@ -86,21 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
                                     "its only array) with the shipped reference classifier, next to the same "
                                     "metrics for real training images (the ceiling).")
     ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES")
-    ev.add_argument("-n", type=int, default=10_000, help="samples to evaluate (default 10000)")
-    ev.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    ev.add_argument("--threshold", type=float, default=0.9,
+    ev.add_argument("-n", type=checked(Rule(int, low=1, high=MOST_SAMPLES)), default=10_000,
+                    help="samples to evaluate (default 10000)")
+    ev.add_argument("--seed", type=checked(SEED), default=0, help="sampling seed (default 0)")
+    ev.add_argument("--threshold", type=checked(PROBABILITY), default=0.9,
                     help="classifier confidence a sample needs to count as acceptable (default 0.9)")
-    ev.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
+    ev.add_argument("--json", metavar="OUT.json", help="also write the results as JSON (never overwrites without --force)")
+    ev.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     _add_data_arg(ev)
 
     clf = sub.add_parser("classifier", help="the reference classifier behind the metrics")
-    clf_sub = clf.add_subparsers(dest="classifier_command", metavar="ACTION")
+    clf_sub = clf.add_subparsers(dest="classifier_command", metavar="ACTION", required=True)
     clf_train = clf_sub.add_parser("train", help="train it (fixed seed) and write weights + record",
                                    description="Train the reference MNIST classifier (10 digits + 'not a digit'). "
                                                "The shipped weights were made by this command with the defaults.")
-    clf_train.add_argument("--epochs", type=int, default=8)
-    clf_train.add_argument("--seed", type=int, default=0)
-    clf_train.add_argument("--subset", type=int, help="train on the first N images (for quick checks)")
+    clf_train.add_argument("--epochs", type=checked(POSITIVE_INT), default=8)
+    clf_train.add_argument("--seed", type=checked(SEED), default=0)
+    clf_train.add_argument("--subset", type=checked(POSITIVE_INT), help="train on the first N images (for quick checks)")
     clf_train.add_argument("--out", default="classifier-weights",
                            help="folder for classifier.safetensors and classifier.json (default ./classifier-weights; "
                                 "the shipped copy lives in src/mnistgen/weights)")
@@ -113,10 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("presets", nargs="*", metavar="PRESET_OR_RUN", help="default: vae gan")
     report.add_argument("--quick", action="store_true",
                         help="3 training minutes per preset: the default report ends within 10 minutes on 2 cores")
-    report.add_argument("--minutes", type=float, help="training minutes per preset (default: the preset's epochs)")
+    report.add_argument("--minutes", type=checked(POSITIVE), help="training minutes per preset (default: the preset's epochs)")
     report.add_argument("--epochs", help="comma-separated epoch counts, each trained and compared (e.g. 5,10,30)")
-    report.add_argument("-n", type=int, default=10_000, help="samples evaluated per model (default 10000)")
-    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("-n", type=checked(Rule(int, low=1, high=MOST_SAMPLES)), default=10_000,
+                        help="samples evaluated per model (default 10000)")
+    report.add_argument("--seed", type=checked(SEED), default=0)
     report.add_argument("--out", help="report folder (default reports/TIMESTAMP); must not exist or be empty")
     _add_data_arg(report)
     return parser
@@ -149,93 +185,88 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
-def _check_new_run_folder(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise MnistgenError(f"{out} already holds files; pass --resume {out} to continue, or another --out")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .config import Config, apply_overrides, load_preset
-    from .training import RunOptions, make_trainer
+    from .config import apply_overrides, load_preset
+    from .training import RunOptions, resume_run, start_run
 
+    overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
     if args.resume:
         if args.dry_run:
             raise MnistgenError("--dry-run and --resume cannot be combined")
-        out = Path(args.resume)
-        state = load_checkpoint(out / "checkpoints" / "last.pt")
-        cfg = Config.from_dict(state["config"])
-        if args.preset and args.preset != cfg.preset:
-            raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {args.preset!r}")
-        run = state["run"]
-        opts = RunOptions(out=str(out), seed=run["seed"], device=args.device if args.device != "auto" else run["device"],
-                          amp=run["amp"], compile=run["compile"], subset=run["subset"], data=run["data"],
-                          max_minutes=args.max_minutes, progress=not args.no_progress)
-        overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
-        cfg = apply_overrides(cfg, overrides)
-        trainer = make_trainer(cfg, opts)
-        trainer.resume(state)
-        if trainer.complete:
-            print(f"{out} is already complete ({trainer.epoch} epochs); pass --epochs N to train longer")
+        if args.out:
+            raise MnistgenError("--out and --resume cannot be combined: a resumed run stays in its folder")
+        summary = resume_run(args.resume, max_minutes=args.max_minutes, progress=not args.no_progress,
+                             overrides=overrides, preset=args.preset,
+                             device=None if args.device == "auto" else args.device,
+                             seed=args.seed, subset=args.subset, data=args.data)
+        if summary.get("already_complete"):
+            print(f"{args.resume} is already complete ({summary['epochs_completed']} epochs); "
+                  f"pass --epochs N to train longer")
             return 0
-        return _run_training(trainer, out)
+        return _print_summary(summary, Path(args.resume))
 
     if not args.preset:
         raise MnistgenError("name a preset to train (see `mnistgen presets`), or pass --resume RUN")
-    cfg = load_preset(args.preset)
-    overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
-    cfg = apply_overrides(cfg, overrides)  # user's overrides are validated even in a dry run
+    cfg = apply_overrides(load_preset(args.preset), overrides)  # validated even in a dry run
+    seed = 0 if args.seed is None else args.seed
     if args.dry_run:
         cfg = apply_overrides(cfg, ["epochs=1", f"batch_size={min(cfg.train.batch_size, 16)}", "checkpoint_every=0"])
-    if args.subset is not None and args.subset < 1:
-        raise MnistgenError("--subset must be a positive number of images")
-    if args.dry_run:
         with tempfile.TemporaryDirectory(prefix="mnistgen-dry-run-") as tmp:
-            opts = RunOptions(out=str(Path(tmp) / "run"), seed=args.seed, device=args.device, amp=args.amp,
+            opts = RunOptions(out=str(Path(tmp) / "run"), seed=seed, device=args.device, amp=args.amp,
                               compile=args.compile, subset=args.subset or 16, data=args.data,
                               progress=False, write_cache=False)
-            trainer = make_trainer(cfg, opts)
-            trainer.prepare_new_run()
-            summary = trainer.run()
+            summary = start_run(cfg, opts)
             written = sorted(str(p.relative_to(opts.out)) for p in Path(opts.out).rglob("*") if p.is_file())
         print(f"dry run of {cfg.preset}: {summary['steps']} step(s) on {summary['device']}, wrote (then removed) "
-              f"{len(written)} files: {', '.join(w for w in written if not w.startswith('tensorboard'))}")
+              f"{len(written)} files: {', '.join(w for w in written if not w.startswith(('tensorboard', '.lock')))}")
         return 0
 
     out = Path(args.out or f"runs/{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    _check_new_run_folder(out)
-    opts = RunOptions(out=str(out), seed=args.seed, device=args.device, amp=args.amp, compile=args.compile,
+    opts = RunOptions(out=str(out), seed=seed, device=args.device, amp=args.amp, compile=args.compile,
                       subset=args.subset, data=args.data, max_minutes=args.max_minutes,
                       progress=not args.no_progress)
-    trainer = make_trainer(cfg, opts)
-    trainer.prepare_new_run()
-    return _run_training(trainer, out)
+    return _print_summary(start_run(cfg, opts), out)
 
 
-def _run_training(trainer, out: Path) -> int:
-    summary = trainer.run()
+def _print_summary(summary: dict, out: Path) -> int:
     print(f"{summary['preset']}: {summary['epochs_completed']} epochs, {summary['steps']} steps, "
           f"{summary['training_seconds']:.1f} s on {summary['device']} (stopped by {summary['stop_reason']})")
     print(f"run folder: {out}  (samples/, checkpoints/last.pt, metrics.jsonl, tensorboard/)")
     return 0
 
 
+def output_path(path: str, option: str, suffixes: tuple[str, ...], force: bool) -> Path:
+    """Check an output file before any work: right suffix, not a folder, no silent overwrite,
+    and a folder we can write into."""
+    out = Path(path)
+    if out.suffix not in suffixes:
+        raise MnistgenError(f"{option} must end in {' or '.join(suffixes)}, not {out.name!r}")
+    if out.is_dir():
+        raise MnistgenError(f"{option} {out} is a folder; name a file inside it")
+    if out.exists() and not force:
+        raise MnistgenError(f"{option} {out} already exists; pass --force to overwrite it")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise MnistgenError(f"{option} {out}: cannot write into {parent}")
+    return out
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .sampling import load_trained_model, sample_images, write_samples
 
-    if args.n < 1:
-        raise MnistgenError("-n must be at least 1")
-    if Path(args.out).suffix not in (".png", ".npz"):
-        raise MnistgenError(f"--out must end in .png or .npz, not {Path(args.out).name!r}")
+    out = output_path(args.out, "--out", (".png", ".npz"), args.force)
     model, cfg = load_trained_model(args.target)
     if args.digit is not None and not model.num_classes:
         raise MnistgenError(f"--digit needs a class-conditional model; preset {cfg.preset} is not one")
     if args.temperature is not None:
-        if not args.temperature > 0:
-            raise MnistgenError(f"--temperature must be positive, not {args.temperature}")
         model.temperature = args.temperature
     images = sample_images(model, args.n, seed=args.seed, digit=args.digit)
-    path = write_samples(images, args.out)
+    try:
+        path = write_samples(images, out)
+    except OSError as exc:
+        raise MnistgenError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
     which = "" if args.digit is None else f" (digit {args.digit})"
     print(f"{args.n} samples of {cfg.preset}{which} -> {path}")
     return 0
@@ -244,24 +275,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, format_table
 
-    if args.json and Path(args.json).suffix != ".json":
-        raise MnistgenError(f"--json must name a .json file, not {args.json!r}")
+    json_out = output_path(args.json, "--json", (".json",), args.force) if args.json else None
     result = evaluate(args.target, n=args.n, seed=args.seed, threshold=args.threshold, data=args.data)
     print(format_table(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"results: {args.json}")
+    if json_out:
+        try:
+            atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            raise MnistgenError(f"--json {json_out}: cannot write it ({exc.strerror or exc})") from None
+        print(f"results: {json_out}")
     return 0
 
 
 def cmd_classifier(args: argparse.Namespace) -> int:
     from .classifier import train_classifier
 
-    if args.classifier_command != "train":
-        build_parser().parse_args(["classifier", "--help"])
-    if args.epochs < 1:
-        raise MnistgenError("--epochs must be at least 1")
     record = train_classifier(args.out, epochs=args.epochs, seed=args.seed, subset=args.subset, data=args.data,
                               progress=not args.no_progress)
     print(f"test accuracy {record['test_accuracy']:.4f}; uniform noise called a digit: "
@@ -279,33 +307,40 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError:
             raise MnistgenError(f"--epochs takes comma-separated whole numbers, like 5,10,30, not {args.epochs!r}")
         if min(epochs) < 1:
-            raise MnistgenError("--epochs values must be at least 1")
+            raise MnistgenError(f"--epochs values must be whole numbers >= 1, not {args.epochs!r}")
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
     build_report(args.presets, out, quick=args.quick, minutes=args.minutes, epochs=epochs, n=args.n,
                  data=args.data, seed=args.seed)
     return 0
 
 
-COMMANDS = {"classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report}
+COMMANDS = {"data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        if args.command == "data":
-            if args.data_command != "info":
-                parser.parse_args(["data", "--help"])
-            return cmd_data_info(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad option: already said in one line; --help/--version pass through
+        if exc.code in (0, None):
+            raise
+        return int(exc.code)
+    try:
         if args.command is None:
-            parser.print_help()
-            return 0
+            parser.print_help(sys.stderr)
+            return 2
         return COMMANDS[args.command](args)
     except MnistgenError as exc:
         if args.debug:
             raise
         print(f"mnistgen: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingStopped as exc:
+        if args.debug and exc.__cause__ is not None:
+            raise
+        hint = "" if exc.signum else " (rerun with --debug for the traceback)"
+        print(f"mnistgen: {exc}{hint}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mnistgen: interrupted", file=sys.stderr)
         return 130

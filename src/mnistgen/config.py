@@ -1,13 +1,20 @@
-"""Presets (YAML files in ``mnistgen/presets``) and command-line overrides.
+"""Presets (YAML files in ``mnistgen/presets``), command-line overrides, and the one schema
+that every configuration value is checked against.
 
 A preset names a model from the registry, its constructor arguments, and the training
 settings below. ``--set key=value`` overrides any of them: ``lr=1e-3`` (training setting),
 ``model_args.latent_dim=8`` (model argument); values are parsed as YAML scalars.
+
+Each setting carries a :class:`Rule` (type and allowed range). Presets, overrides, stored run
+configs and the CLI's numeric options are all checked by these rules, so a bad value is
+refused in one place with one message: the option, the value, and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -19,34 +26,142 @@ from .models import MODELS
 
 FAMILIES = ("vae", "gan")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
+SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting may hold: a type, and for numbers an interval (``low``/``high``
+    inclusive unless marked open), for strings a set of choices."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    pair: bool = False  # two numbers, each following the rule (Adam's betas)
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is bool:
+            return "true or false"
+        what = "a whole number" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            what += (f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                     f"{')' if self.high_open else ']'}")
+        elif self.low is not None:
+            what += f" {'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            what += f" {'<' if self.high_open else '<='} {self.high:g}"
+        return f"two numbers [a, b], each {what}" if self.pair else what
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` converted to the rule's type, or ValueError when it does not fit."""
+        if self.pair:
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ValueError
+            item = dataclasses.replace(self, pair=False)
+            return tuple(item.coerce(v) for v in value)
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if self.kind is str:
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise ValueError
+            return value
+        if isinstance(value, bool):
+            raise ValueError
+        if self.kind is int:
+            if not isinstance(value, int):
+                raise ValueError
+        else:
+            if isinstance(value, str):
+                value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError
+            value = float(value)
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise ValueError
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            raise ValueError
+        return value
+
+    def check(self, name: str, value: Any) -> Any:
+        """The coerced value, or a ConfigError that names the setting, the value and the rule."""
+        try:
+            return self.coerce(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be {self.describe()}, not {value!r}") from None
+
+
+POSITIVE_INT = Rule(int, low=1)
+COUNT = Rule(int, low=0)
+POSITIVE = Rule(float, low=0, low_open=True)
+NON_NEGATIVE = Rule(float, low=0)
+FRACTION = Rule(float, low=0, high=1, high_open=True)  # [0, 1): dropout, EMA decay, betas
+
+
+def setting(default: Any, rule: Rule, **kw: Any) -> Any:
+    return field(default=default, metadata={"rule": rule}, **kw)
 
 
 @dataclass
 class TrainSettings:
     """Every knob of both trainers; each family reads the ones it needs."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"  # adam | adamw | rmsprop
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    epochs: int = setting(10, POSITIVE_INT)
+    # With --max-minutes and no explicit epoch count, train until the time is up (our defaults).
+    fill_budget: bool = setting(False, Rule(bool))
+    batch_size: int = setting(128, POSITIVE_INT)
+    optimizer: str = setting("adam", Rule(str, choices=("adam", "adamw", "rmsprop")))
+    betas: tuple[float, float] = setting((0.9, 0.999), dataclasses.replace(FRACTION, pair=True))
+    weight_decay: float = setting(0.0, NON_NEGATIVE)
+    checkpoint_every: int = setting(0, COUNT)  # also checkpoint every N steps (0: only at epoch ends)
+    amp: str = setting("off", Rule(str, choices=SWITCH))  # mixed precision; --amp forces it on
+    compile: str = setting("off", Rule(str, choices=SWITCH))  # torch.compile; --compile forces it on
     # likelihood family
-    lr: float = 1e-3
-    kl_warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to 1 over these epochs
-    plateau_patience: int = 0  # >0: ReduceLROnPlateau on validation loss
-    plateau_factor: float = 0.5
-    plateau_min_lr: float = 1e-6
+    lr: float = setting(1e-3, POSITIVE)
+    kl_warmup_epochs: float = setting(0.0, NON_NEGATIVE)  # KL weight rises linearly from 0 to 1
+    plateau_patience: int = setting(0, COUNT)  # >0: ReduceLROnPlateau on validation loss
+    plateau_factor: float = setting(0.5, Rule(float, low=0, high=1, low_open=True, high_open=True))
+    plateau_min_lr: float = setting(1e-6, NON_NEGATIVE)
     # adversarial family
-    loss: str = "bce"
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    d_steps: int = 1  # discriminator updates per generator update
-    rounds_per_batch: int = 1  # (D, G) rounds on each real batch, same noise (seed 000's loop)
-    split_real_fake: bool = False  # D sees half a batch real + half fake (seed 004's loop)
-    clip_value: float = 0.01  # critic weight clipping for loss=wasserstein
-    gp_weight: float = 10.0  # gradient penalty weight for loss=wgan-gp
-    ema_decay: float = 0.0  # >0: sample from an exponential moving average of G
+    loss: str = setting("bce", Rule(str, choices=GAN_LOSSES))
+    lr_g: float = setting(2e-4, POSITIVE)
+    lr_d: float = setting(2e-4, POSITIVE)
+    d_steps: int = setting(1, POSITIVE_INT)  # discriminator updates per generator update
+    rounds_per_batch: int = setting(1, POSITIVE_INT)  # (D, G) rounds on each real batch (seed 000)
+    split_real_fake: bool = setting(False, Rule(bool))  # D sees half real + half fake (seed 004)
+    clip_value: float = setting(0.01, POSITIVE)  # critic weight clipping for loss=wasserstein
+    gp_weight: float = setting(10.0, NON_NEGATIVE)  # gradient penalty weight for loss=wgan-gp
+    ema_decay: float = setting(0.0, FRACTION)  # >0: sample from an exponential moving average of G
+
+
+TRAIN_RULES: dict[str, Rule] = {f.name: f.metadata["rule"] for f in dataclasses.fields(TrainSettings)}
+
+# Constructor arguments of the registered models, by name (the same name means the same thing
+# in every model). A model argument missing here is refused until it gets a rule.
+MODEL_ARG_RULES: dict[str, Rule] = {
+    "latent_dim": POSITIVE_INT,
+    "hidden": POSITIVE_INT,
+    "width": POSITIVE_INT,
+    "g_width": POSITIVE_INT,
+    "d_width": POSITIVE_INT,
+    "num_classes": COUNT,
+    "dropout": FRACTION,
+    "temperature": POSITIVE,
+    "d_norm": Rule(str, choices=("batch", "spectral", "none")),
+    "loss_reduction": Rule(str, choices=("sum", "mean")),
+}
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """The constructor's arguments with their defaults (``inspect.Parameter.empty`` if none)."""
+    params = inspect.signature(MODELS[model].__init__).parameters
+    return {name: p.default for name, p in params.items() if name != "self"}
 
 
 @dataclass
@@ -65,42 +180,48 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """Check every value against the schema. Model arguments are completed with the
+        constructor's defaults, so a stored config still means the same model after a default
+        changes in a later version."""
         d = dict(d)
-        train = dict(d.pop("train", {}) or {})
-        unknown = sorted(set(train) - {f.name for f in dataclasses.fields(TrainSettings)})
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(train_keys())}")
-        if "betas" in train:
-            train["betas"] = tuple(float(b) for b in train["betas"])
         unknown_top = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown_top:
             raise ConfigError(f"unknown preset field(s) {', '.join(unknown_top)}")
-        cfg = cls(**d, train=TrainSettings(**train))
-        cfg.validate()
-        return cfg
+        train = dict(d.pop("train", None) or {})
+        unknown = sorted(set(train) - set(TRAIN_RULES))
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(TRAIN_RULES)}")
+        train = {k: TRAIN_RULES[k].check(k, v) for k, v in train.items()}
+        family, model = d.get("family"), d.get("model")
+        if family not in FAMILIES:
+            raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        if model not in MODELS:
+            raise ConfigError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
+        if MODELS[model].family != family:
+            raise ConfigError(f"model {model!r} is a {MODELS[model].family}, preset says {family}")
+        d["model_args"] = resolve_model_args(model, d.get("model_args") or {})
+        return cls(**d, train=TrainSettings(**train))
 
-    def validate(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
-        if MODELS[self.model].family != self.family:
-            raise ConfigError(f"model {self.model!r} is a {MODELS[self.model].family}, preset says {self.family}")
-        t = self.train
-        if t.loss not in GAN_LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(GAN_LOSSES)}, not {t.loss!r}")
-        if t.optimizer not in ("adam", "adamw", "rmsprop"):
-            raise ConfigError(f"optimizer must be adam, adamw or rmsprop, not {t.optimizer!r}")
-        for name in ("epochs", "batch_size", "d_steps", "rounds_per_batch"):
-            if not isinstance(getattr(t, name), int) or getattr(t, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {getattr(t, name)!r}")
-        for name in ("lr", "lr_g", "lr_d"):
-            if not isinstance(getattr(t, name), (int, float)) or getattr(t, name) <= 0:
-                raise ConfigError(f"{name} must be a positive number, not {getattr(t, name)!r}")
+
+def resolve_model_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
+    defaults = model_defaults(model)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"model {model!r} takes no argument {', '.join(unknown)}; "
+                          f"its arguments: {', '.join(defaults)}")
+    args = {**defaults, **given}
+    missing = [name for name, value in args.items() if value is inspect.Parameter.empty]
+    if missing:
+        raise ConfigError(f"model {model!r} needs model_args {', '.join(missing)}")
+    for name, value in args.items():
+        if name not in MODEL_ARG_RULES:
+            raise ConfigError(f"model argument {name!r} of {model!r} has no rule in mnistgen.config.MODEL_ARG_RULES")
+        args[name] = MODEL_ARG_RULES[name].check(f"model_args.{name}", value)
+    return args
 
 
 def train_keys() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainSettings)]
+    return list(TRAIN_RULES)
 
 
 def preset_names() -> list[str]:
@@ -115,39 +236,43 @@ def load_preset(name: str) -> Config:
     text = (resources.files("mnistgen") / "presets" / f"{name}.yaml").read_text()
     data = yaml.safe_load(text)
     data["preset"] = name
-    return Config.from_dict(data)
+    try:
+        return Config.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"preset {name}: {exc}") from None
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Return a copy of ``cfg`` with ``key=value`` overrides applied and validated."""
+    """Return a copy of ``cfg`` with ``key=value`` overrides applied, each checked by its rule.
+    An explicit ``epochs`` turns ``fill_budget`` off: the user asked for that many epochs."""
     d = cfg.to_dict()
+    keys = []
     for item in overrides:
         key, sep, raw = item.partition("=")
-        key = key.strip()
+        key = key.strip().removeprefix("train.")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. lr=1e-3)")
+            raise ConfigError(f"--set {item!r} must look like key=value (e.g. lr=1e-3)")
         try:
-            value = yaml.safe_load(raw)
+            value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: cannot parse value ({exc.problem})") from exc
+            raise ConfigError(f"--set {item}: cannot parse the value ({exc.problem})") from None
         if key.startswith("model_args."):
-            d["model_args"][key.split(".", 1)[1]] = value
-            continue
-        key = key.removeprefix("train.")
-        if key not in d["train"]:
-            raise ConfigError(
-                f"unknown setting {key!r}; valid: {', '.join(train_keys())}, or model_args.NAME"
-            )
-        default = d["train"][key]
-        if isinstance(default, float) and not isinstance(value, bool):
-            # YAML 1.1 reads "1e-3" (no dot) as a string; users write it that way.
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                pass
-        if isinstance(default, bool) != isinstance(value, bool) or (
-            not isinstance(default, (list, bool)) and not isinstance(value, type(default))
-        ):
-            raise ConfigError(f"override {item!r}: expected a {type(default).__name__}")
-        d["train"][key] = value
+            name = key.split(".", 1)[1]
+            defaults = model_defaults(cfg.model)
+            if name not in defaults or name not in MODEL_ARG_RULES:
+                raise ConfigError(f"--set {item}: model {cfg.model!r} takes no argument {name!r}; "
+                                  f"its arguments: {', '.join(defaults)}")
+            rule, target = MODEL_ARG_RULES[name], d["model_args"]
+        elif key in TRAIN_RULES:
+            name, rule, target = key, TRAIN_RULES[key], d["train"]
+        else:
+            raise ConfigError(f"--set {item}: unknown setting {key!r}; valid: {', '.join(train_keys())}, "
+                              f"or model_args.NAME")
+        try:
+            target[name] = rule.coerce(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--set {item}: {key} must be {rule.describe()}") from None
+        keys.append(key)
+    if "epochs" in keys and "fill_budget" not in keys:
+        d["train"]["fill_budget"] = False
     return Config.from_dict(d)

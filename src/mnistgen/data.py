@@ -187,6 +187,10 @@ def verify(arrays: dict[str, np.ndarray], origin: str, mnist_counts: bool) -> No
             raise DataError(f"{origin}: x_{split} has shape {x.shape}, expected (N, 28, 28)")
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(f"{origin}: y_{split} has shape {y.shape}, expected ({len(x)},)")
+        if len(x) == 0:
+            raise DataError(f"{origin}: x_{split} holds no images; each split needs at least one")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{origin}: y_{split} has dtype {y.dtype}; labels must be integers 0..9")
         if len(y) and (y.min() < 0 or y.max() > 9):
             raise DataError(f"{origin}: y_{split} has labels outside 0..9")
         if mnist_counts:

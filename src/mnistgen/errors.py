@@ -19,3 +19,16 @@ class CheckpointError(MnistgenError):
 
 class TrainingDiverged(MnistgenError):
     """A loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class TrainingStopped(Exception):
+    """Training ended early: a signal (``signum`` set; exit 128 + signum) or an unexpected error
+    (exit 1). The message says what was saved and how to resume."""
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum if self.signum else 1

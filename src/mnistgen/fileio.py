@@ -26,3 +26,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """``atomic_write`` for text (UTF-8)."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))

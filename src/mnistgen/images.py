@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .fileio import atomic_write  # noqa: E402
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[0, 1] floats (N, 1, 28, 28) or (N, 28, 28) -> uint8 (N, 28, 28)."""
@@ -40,7 +42,4 @@ def save_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike, ncols:
     if isinstance(images, torch.Tensor):
         images = to_uint8(images)
     picture = grid(images, ncols).repeat(scale, 0).repeat(scale, 1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, picture, cmap="gray", vmin=0, vmax=255)
-    return path
+    return atomic_write(path, lambda fh: plt.imsave(fh, picture, cmap="gray", vmin=0, vmax=255, format="png"))

@@ -11,6 +11,7 @@ import torch
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import Config
 from .errors import CheckpointError, MnistgenError
+from .fileio import atomic_write
 from .images import save_grid, to_uint8
 from .models import GAN, VAE, build_model
 
@@ -50,7 +51,5 @@ def write_samples(images: np.ndarray, out: str | os.PathLike) -> Path:
     if out.suffix == ".png":
         return save_grid(images, out)
     if out.suffix == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out, images=images)
-        return out
+        return atomic_write(out, lambda fh: np.savez_compressed(fh, images=images))
     raise MnistgenError(f"--out must end in .png or .npz, not {out.name!r}")

@@ -1,17 +1,112 @@
-"""One training loop per family; ``make_trainer`` picks it from the preset's family."""
+"""One training loop per family; ``make_trainer`` picks it from the preset's family.
+``start_run`` and ``resume_run`` add what every caller (CLI, report, benchmarks) needs around
+it: the run-folder lock, checks before anything is written, and a clean undo of a failed start."""
 
 from __future__ import annotations
 
-from ..config import Config
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import load_checkpoint
+from ..config import Config, apply_overrides
+from ..errors import MnistgenError
+from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder, remove_failed_start
 from .adversarial import AdversarialTrainer
 from .likelihood import LikelihoodTrainer
-from .loop import RunOptions, Trainer, resolve_device
+from .loop import RunOptions, Trainer, read_metrics, resolve_device
 
 TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer}
+# On resume these would change the data, the batches or the network, so they are refused.
+FIXED_ON_RESUME = ("batch_size",)
 
 
 def make_trainer(cfg: Config, opts: RunOptions) -> Trainer:
     return TRAINERS[cfg.family](cfg, opts)
 
 
-__all__ = ["RunOptions", "Trainer", "make_trainer", "resolve_device", "TRAINERS"]
+def absolute_data_path(data: str | os.PathLike | None) -> str | None:
+    """``--data`` as stored in a run: absolute, so a resume from another folder finds it."""
+    return None if data is None else str(Path(data).expanduser().resolve())
+
+
+def start_run(cfg: Config, opts: RunOptions) -> dict[str, Any]:
+    """Train a new run into ``opts.out`` (absent or empty) and return its summary.
+
+    Everything that can be checked (options, data, model, batch size) is checked before the
+    folder is made; if the start fails anyway, or the run stops before its first step, what was
+    created is removed so that the same command can simply be run again."""
+    out = Path(opts.out)
+    check_new_run_folder(out)
+    opts = dataclasses.replace(opts, data=absolute_data_path(opts.data))
+    trainer = make_trainer(cfg, opts)
+    trainer.discard_untrained = True
+    lock, created = make_new_run_folder(out)
+    try:
+        try:
+            trainer.prepare_new_run()
+            return trainer.run()
+        except BaseException:
+            if trainer.global_step == 0:
+                remove_failed_start(out, created)
+            raise
+    finally:
+        lock.release()
+
+
+def _refuse_changes(run: dict[str, Any], given: dict[str, Any], out: Path) -> None:
+    for option, value in given.items():
+        if value is None:
+            continue
+        stored = run.get(option.lstrip("-"))
+        if option == "--data":
+            value = absolute_data_path(value)
+            stored = absolute_data_path(stored)
+        if value != stored:
+            raise MnistgenError(f"{option} {value} differs from the run's {stored} in {out}; a resumed run "
+                                f"keeps its {option.lstrip('-')} (start a new run to change it)")
+
+
+def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progress: bool = True,
+               overrides: list[str] | tuple[str, ...] = (), preset: str | None = None, device: str | None = None,
+               seed: int | None = None, subset: int | None = None, data: str | None = None) -> dict[str, Any]:
+    """Continue the run in ``out`` from its last checkpoint; return its summary (with
+    ``already_complete`` true when there was nothing left to train).
+
+    ``seed``, ``subset`` and ``data`` may be given only to confirm the run's own values, and
+    ``overrides`` may not touch the network or the batches; anything else is refused."""
+    out = Path(out)
+    if not out.is_dir():
+        raise MnistgenError(f"--resume {out}: no such run folder")
+    with RunFolderLock(out):
+        state = load_checkpoint(out / "checkpoints" / "last.pt")
+        cfg = Config.from_dict(state["config"])
+        if preset and preset != cfg.preset:
+            raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {preset!r}")
+        run = state["run"]
+        _refuse_changes(run, {"--seed": seed, "--subset": subset, "--data": data}, out)
+        for item in overrides:
+            key = item.partition("=")[0].strip().removeprefix("train.")
+            if key.startswith("model_args.") or key in FIXED_ON_RESUME:
+                raise MnistgenError(f"--set {item}: {key} cannot change on resume (it changes the network or the "
+                                    f"batches); start a new run instead")
+        changed = apply_overrides(cfg, list(overrides))
+        known = {f.name for f in dataclasses.fields(RunOptions)}
+        opts = RunOptions(**{**{k: v for k, v in run.items() if k in known}, "out": str(out),
+                             "max_minutes": max_minutes, "progress": progress})
+        opts = dataclasses.replace(opts, device=device or opts.device)
+        trainer = make_trainer(changed, opts)
+        trainer.resume(state)
+        if changed != cfg:
+            trainer.write_config()
+        if trainer.complete:
+            summary = trainer.finish("epochs") if not (out / "summary.json").is_file() else \
+                json.loads((out / "summary.json").read_text())
+            return {**summary, "already_complete": True}
+        return trainer.run()
+
+
+__all__ = ["RunOptions", "Trainer", "make_trainer", "start_run", "resume_run", "read_metrics", "resolve_device",
+           "TRAINERS"]

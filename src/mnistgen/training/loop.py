@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,13 +27,15 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config
 from ..data import InMemoryBatches, load_dataset, to_float_images
-from ..errors import MnistgenError, TrainingDiverged
+from ..errors import CheckpointError, MnistgenError, TrainingDiverged, TrainingStopped
+from ..fileio import atomic_write_text
 from ..images import save_grid
 from ..modelinfo import lines_of_code, model_info
 from ..models import GAN, VAE, build_model
 
 GRID_SIZE = 64  # fixed latents drawn once per run; every epoch's grid decodes the same ones
-KILL_ENV = "MNISTGEN_KILL_AFTER_STEP"  # test hook: SIGKILL ourselves after this global step
+KILL_ENV = "MNISTGEN_KILL_AFTER_STEP"  # test hook: signal ourselves after this global step ...
+KILL_SIGNAL_ENV = "MNISTGEN_KILL_SIGNAL"  # ... with this signal (default SIGKILL)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Trainer:
     ``family_state``/``load_family_state`` and ``sampling_model``."""
 
     has_validation = False
+    discard_untrained = False  # a new run stopped before its first step is removed (start_run)
 
     def __init__(self, cfg: Config, opts: RunOptions, model: VAE | GAN | None = None):
         self.cfg, self.opts, self.t = cfg, opts, cfg.train
@@ -87,6 +91,9 @@ class Trainer:
         if opts.subset:
             n_val = min(opts.subset, len(x_test))
             x_train, y_train, x_test, y_test = x_train[: opts.subset], y_train[: opts.subset], x_test[:n_val], y_test[:n_val]
+        self.use_amp = opts.amp or self._switch(self.t.amp)
+        self.use_compile = opts.compile or self._switch(self.t.compile)
+        self._check_batch(len(x_train))
         self.x_train = to_float_images(x_train, self.model.data_range).to(self.device)
         self.y_train = torch.as_tensor(y_train, dtype=torch.long, device=self.device)
         self.x_val = to_float_images(x_test, self.model.data_range).to(self.device)
@@ -101,11 +108,12 @@ class Trainer:
         # A conditional model's grid cycles through the digits, so every grid shows all ten.
         self.fixed_labels = (torch.arange(GRID_SIZE, device=self.device) % self.model.num_classes
                              if self.model.num_classes else None)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=opts.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.device.type == "cuda")
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.elapsed = 0.0
         self.sums: dict[str, float] = {}
         self.best = math.inf
+        self._in_step = False  # True while a step (or epoch-end update) has changed state half-way
         self.setup()
 
     # ------------------------------------------------------------------ family hooks
@@ -133,13 +141,28 @@ class Trainer:
         return {}
 
     # ---------------------------------------------------------------------- helpers
+    def _switch(self, value: str) -> bool:
+        """A preset's amp/compile setting: off, only on CUDA, or on."""
+        return value == "on" or (value == "cuda" and self.device.type == "cuda")
+
+    def _check_batch(self, n_train: int) -> None:
+        """Refuse batches too small for batch statistics (BatchNorm) before anything is written;
+        a training set smaller than a batch is one batch of all of it."""
+        batch = min(self.t.batch_size, n_train)
+        smallest = 2 * (2 if self.cfg.family == "gan" and self.t.split_real_fake else 1)
+        if batch < smallest:
+            where = f"--subset {self.opts.subset}" if self.opts.subset else f"{n_train} training image(s)"
+            raise MnistgenError(
+                f"{where} with batch_size {self.t.batch_size} gives batches of {batch}; {self.cfg.preset} needs at "
+                f"least {smallest} images per batch (batch statistics{', split real/fake' if smallest > 2 else ''})")
+
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.opts.amp)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.use_amp)
 
     def maybe_compile(self, fn: Callable) -> Callable:
         """A compiled view of a module or method; parameters are shared, state dicts stay plain."""
-        return torch.compile(fn) if self.opts.compile else fn
+        return torch.compile(fn) if self.use_compile else fn
 
     def optimizer(self, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         t = self.t
@@ -177,8 +200,12 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.load_family_state(state["family"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.load_family_state(state["family"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"the checkpoint in {self.out} does not fit model {self.cfg.model!r} with "
+                                  f"{self.cfg.model_args} ({str(exc).splitlines()[0]})") from None
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -188,8 +215,13 @@ class Trainer:
         self.sums, self.best = dict(state["sums"]), state["best"]
 
     @property
+    def epoch_limit(self) -> float:
+        """The preset's epochs, or none (until the time is up) for a fill-the-budget run."""
+        return math.inf if self.t.fill_budget and self.opts.max_minutes else self.t.epochs
+
+    @property
     def complete(self) -> bool:
-        return self.epoch >= self.t.epochs
+        return self.epoch >= self.epoch_limit
 
     def save(self, name: str = "last.pt") -> None:
         save_checkpoint(self.out / "checkpoints" / name, self.state())
@@ -207,9 +239,8 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not path.exists():
             return
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        keep = [r for r in records if not r.get("partial") and r["epoch"] <= self.epoch]
-        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        keep = [r for r in read_metrics(path, warn=True) if not r.get("partial") and r["epoch"] <= self.epoch]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def save_samples(self, name: str) -> Path:
         model = self.sampling_model()
@@ -237,13 +268,16 @@ class Trainer:
     # ------------------------------------------------------------------------- run
     def prepare_new_run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(
-            {**self.cfg.to_dict(), "run": {k: v for k, v in asdict(self.opts).items() if k not in LOCAL_OPTIONS}},
-            sort_keys=False))
+        self.write_config()
         info = model_info(self.model)
         info["trainer_lines_of_code"] = self.trainer_lines_of_code()
-        (self.out / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        atomic_write_text(self.out / "model_info.json", json.dumps(info, indent=2) + "\n")
         self.save()  # step 0: a NaN in the first epoch still leaves a good checkpoint
+
+    def write_config(self) -> None:
+        """config.yaml: every resolved setting (rewritten on resume when settings change)."""
+        run = {k: v for k, v in asdict(self.opts).items() if k not in LOCAL_OPTIONS}
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump({**self.cfg.to_dict(), "run": run}, sort_keys=False))
 
     def trainer_lines_of_code(self) -> int:
         """Lines of the shared loop plus this family's trainer (the seeds count training code too)."""
@@ -258,57 +292,25 @@ class Trainer:
         self._truncate_metrics()
 
     def run(self) -> dict[str, Any]:
+        """Train until the epochs or the time budget run out. Ctrl-C, SIGTERM or an error save
+        the last completed step first (see :meth:`_stop`)."""
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
         self.writer = SummaryWriter(str(self.out / "tensorboard"))
         # The budget counts from here: a resumed run gets max_minutes more, not less.
         budget = self.elapsed + self.opts.max_minutes * 60 if self.opts.max_minutes else math.inf
-        kill_after = int(os.environ.get(KILL_ENV, "0"))
-        snapshots = sorted(m for m in self.opts.snapshot_minutes if m * 60 > self.elapsed)
-        stop_reason = "epochs"
         self.model.train()
         try:
-            while self.epoch < self.t.epochs:
-                bar = tqdm(total=len(self.batches), initial=self.step_in_epoch, disable=not self.opts.progress,
-                           desc=f"{self.cfg.preset} epoch {self.epoch + 1}/{self.t.epochs}", leave=False,
-                           dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
-                out_of_time = False
-                for idx in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
-                    started = time.perf_counter()
-                    terms = self.train_step(self.x_train[idx], self.y_train[idx])
-                    bad = [k for k, v in terms.items() if not math.isfinite(v)]
-                    if bad:
-                        raise TrainingDiverged(
-                            f"{', '.join(bad)} became {terms[bad[0]]} at epoch {self.epoch + 1}, step "
-                            f"{self.global_step + 1}; stopped. Last good checkpoint: "
-                            f"{self.out / 'checkpoints' / 'last.pt'} (try a lower learning rate)")
-                    for k, v in terms.items():
-                        self.sums[k] = self.sums.get(k, 0.0) + v
-                    self.step_in_epoch += 1
-                    self.global_step += 1
-                    self.elapsed += time.perf_counter() - started
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
-                    if self.t.checkpoint_every and self.global_step % self.t.checkpoint_every == 0:
-                        self.save()
-                    while snapshots and self.elapsed >= snapshots[0] * 60:
-                        self.save(snapshot_name(snapshots.pop(0)))
-                    if kill_after and self.global_step == kill_after:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    if self.elapsed >= budget:
-                        out_of_time = True
-                        break
-                bar.close()
-                if out_of_time and self.step_in_epoch < len(self.batches):
-                    self._append_metrics(self._epoch_record(partial=True))
-                    stop_reason = "time budget"
-                    break
-                self._finish_epoch()
-                if out_of_time:
-                    stop_reason = "time budget"
-                    break
+            with StopRequests() as stop:
+                stop_reason = self._train(budget, stop)
+        except BaseException as exc:
+            self._stop(exc)
         finally:
             self.writer.close()
+        return self.finish(stop_reason)
+
+    def finish(self, stop_reason: str) -> dict[str, Any]:
+        """Last checkpoint (if mid-epoch), final grid and summary.json; returns the summary."""
         if self.step_in_epoch:  # stopped mid-epoch; epoch ends were saved by _finish_epoch
             self.save()
         self.save_samples("final.png")
@@ -318,12 +320,102 @@ class Trainer:
             "training_seconds": round(self.elapsed, 2), "stop_reason": stop_reason,
             "seconds_per_epoch": round(self.elapsed * len(self.batches) / max(1, self.global_step), 2),
         }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
-    def _finish_epoch(self) -> None:
+    def _train(self, budget: float, stop: "StopRequests") -> str:
+        """The epochs and steps; returns why training stopped."""
+        kill_after = int(os.environ.get(KILL_ENV, "0"))
+        snapshots = sorted(m for m in self.opts.snapshot_minutes if m * 60 > self.elapsed)
+        # A bar redraws in place on a terminal; in a log it would print a line per refresh, so
+        # there we print one line per epoch instead.
+        bars = self.opts.progress and sys.stderr.isatty()
+        total = "" if math.isinf(self.epoch_limit) else f"/{self.t.epochs}"
+        while self.epoch < self.epoch_limit:
+            bar = tqdm(total=len(self.batches), initial=self.step_in_epoch, disable=not bars,
+                       desc=f"{self.cfg.preset} epoch {self.epoch + 1}{total}", leave=False,
+                       dynamic_ncols=True, mininterval=0.5)
+            out_of_time = False
+            for idx in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
+                started = time.perf_counter()
+                self._in_step = True
+                terms = self.train_step(self.x_train[idx], self.y_train[idx])
+                self._check_finite(terms)
+                for k, v in terms.items():
+                    self.sums[k] = self.sums.get(k, 0.0) + v
+                self.step_in_epoch += 1
+                self.global_step += 1
+                self.elapsed += time.perf_counter() - started
+                self._in_step = False
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+                if self.t.checkpoint_every and self.global_step % self.t.checkpoint_every == 0:
+                    self.save()
+                while snapshots and self.elapsed >= snapshots[0] * 60:
+                    self.save(snapshot_name(snapshots.pop(0)))
+                if kill_after and self.global_step == kill_after:
+                    os.kill(os.getpid(), signal.Signals[os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")])
+                stop.raise_if_requested()
+                if self.elapsed >= budget:
+                    out_of_time = True
+                    break
+            bar.close()
+            if out_of_time and self.step_in_epoch < len(self.batches):
+                self._append_metrics(self._epoch_record(partial=True))
+                return "time budget"
+            record = self._finish_epoch()
+            if self.opts.progress and not bars:
+                print(self._epoch_line(record), flush=True)
+            stop.raise_if_requested()
+            if out_of_time:
+                return "time budget"
+        return "epochs"
+
+    def _epoch_line(self, record: dict[str, Any]) -> str:
+        skip = ("epoch", "step", "seconds", "kl_weight", "lr", "lr_g", "lr_d")
+        terms = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, float))
+        total = "" if math.isinf(self.epoch_limit) else f"/{self.t.epochs}"
+        return f"{self.cfg.preset} epoch {record['epoch']}{total}: {terms}  ({record['seconds']:.0f} s)"
+
+    def _check_finite(self, terms: dict[str, float]) -> None:
+        """The NaN guard: a loss that is NaN or infinite stops the run (training or validation)."""
+        bad = [k for k, v in terms.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"{', '.join(bad)} became {terms[bad[0]]} at epoch {self.epoch + 1}, step "
+                                   f"{self.global_step + 1}; stopped (try a lower learning rate)")
+
+    def last_checkpoint_note(self) -> str:
+        path = self.out / "checkpoints" / "last.pt"
+        return f"last good checkpoint: {path}" if path.is_file() else "no checkpoint yet"
+
+    def _stop(self, exc: BaseException) -> None:
+        """Save the last completed step unless a step was cut half-way (or the weights are bad),
+        then raise an error that says what was kept and how to go on."""
+        if isinstance(exc, TrainingDiverged):
+            raise TrainingDiverged(f"{exc}. {self.last_checkpoint_note().capitalize()}") from None
+        saved = ""
+        if self.global_step == 0 and self.discard_untrained:
+            saved = f"nothing was trained yet, so {self.out} was removed"
+        elif not self._in_step:
+            try:
+                self.save()
+                saved = f"saved epoch {self.epoch}, step {self.global_step} to {self.out / 'checkpoints' / 'last.pt'}"
+            except Exception as save_error:  # e.g. the disk is full: say so, keep the old checkpoint
+                saved = f"could not save ({save_error.__class__.__name__}: {save_error}); {self.last_checkpoint_note()}"
+        note = saved or f"a step was cut half-way, not saved; {self.last_checkpoint_note()}"
+        if (self.out / "checkpoints" / "last.pt").is_file() and not (self.global_step == 0 and self.discard_untrained):
+            note += f"; resume with: mnistgen train --resume {self.out}"
+        signum = getattr(exc, "signum", None) or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
+        if signum:
+            raise TrainingStopped(f"interrupted by {signal.Signals(signum).name}; {note}", signum) from None
+        if isinstance(exc, MnistgenError):
+            raise exc.__class__(f"{exc}; {note}") from exc
+        raise TrainingStopped(f"training failed ({exc.__class__.__name__}: {exc}); {note}") from exc
+
+    def _finish_epoch(self) -> dict[str, Any]:
         started = time.perf_counter()
         record = self._epoch_record(partial=False)
+        self._check_finite({k: v for k, v in record.items() if k.startswith("val_")})
         self.epoch += 1
         self.step_in_epoch = 0
         self.sums = {}
@@ -336,3 +428,66 @@ class Trainer:
         self.save()
         if improved:
             self.save("best.pt")
+        return record
+
+
+class StopRequests:
+    """Turns Ctrl-C and SIGTERM into a request that the loop honours between steps, so the
+    checkpoint it saves is a whole step. A second Ctrl-C stops at once (nothing saved)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def raise_if_requested(self) -> None:
+        if self.signum:
+            raise TrainingStopped("stop requested", self.signum)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def read_metrics(path: str | os.PathLike, warn: bool = False) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl. A torn last line (a kill mid-write) is dropped, with a
+    warning when ``warn``; a damaged line anywhere else is an error naming the file and line."""
+    path = Path(path)
+    lines = path.read_text(errors="replace").split("\n")
+    complete, tail = lines[:-1], lines[-1]  # text after the last newline was cut off
+    records = []
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or "epoch" not in record:
+                raise ValueError("not an epoch record")
+        except ValueError:
+            if number == len(complete) and not tail.strip():
+                tail = line  # the last line, cut before its end: treated like a torn tail
+                break
+            raise MnistgenError(f"{path}, line {number}: damaged record (not an epoch record in JSON); "
+                                f"fix or delete that line") from None
+        records.append(record)
+    if tail.strip():
+        try:  # only the newline was lost: the record is whole
+            record = json.loads(tail)
+            if isinstance(record, dict) and "epoch" in record:
+                return records + [record]
+        except ValueError:
+            pass
+    if tail.strip() and warn:
+        print(f"warning: {path}: dropped an incomplete last line (the run was killed while writing it)",
+              file=sys.stderr)
+    return records
