@@ -199,7 +199,7 @@ def train_classifier(out_dir: str | Path, epochs: int = 8, seed: int = 0, batch_
         "training_seconds": round(seconds, 1),
         "torch": torch.__version__,
     }
-    (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(out_dir / RECORD_FILE, lambda fh: fh.write((json.dumps(record, indent=2) + "\n").encode()))
     return record
 
 

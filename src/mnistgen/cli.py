@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     clf_train.add_argument("--out", default="classifier-weights",
                            help="folder for classifier.safetensors and classifier.json (default ./classifier-weights; "
                                 "the shipped copy lives in src/mnistgen/weights)")
+    clf_train.add_argument("--force", action="store_true", help="overwrite weights already in --out")
     clf_train.add_argument("--no-progress", action="store_true")
     _add_data_arg(clf_train)
 
@@ -195,6 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise MnistgenError("--dry-run and --resume cannot be combined")
         if args.out:
             raise MnistgenError("--out and --resume cannot be combined: a resumed run stays in its folder")
+        if args.compile or args.amp:
+            overrides += [f"{flag}=on" for flag in ("amp", "compile") if getattr(args, flag)]
         summary = resume_run(args.resume, max_minutes=args.max_minutes, progress=not args.no_progress,
                              overrides=overrides, preset=args.preset,
                              device=None if args.device == "auto" else args.device,
@@ -210,6 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_preset(args.preset), overrides)  # validated even in a dry run
     seed = 0 if args.seed is None else args.seed
     if args.dry_run:
+        if args.out:
+            raise MnistgenError("--dry-run writes nothing, so it takes no --out")
         cfg = apply_overrides(cfg, ["epochs=1", f"batch_size={min(cfg.train.batch_size, 16)}", "checkpoint_every=0"])
         with tempfile.TemporaryDirectory(prefix="mnistgen-dry-run-") as tmp:
             opts = RunOptions(out=str(Path(tmp) / "run"), seed=seed, device=args.device, amp=args.amp,
@@ -288,8 +293,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_classifier(args: argparse.Namespace) -> int:
-    from .classifier import train_classifier
+    from .classifier import RECORD_FILE, WEIGHTS_FILE, train_classifier
 
+    existing = [name for name in (WEIGHTS_FILE, RECORD_FILE) if (Path(args.out) / name).exists()]
+    if existing and not args.force:
+        raise MnistgenError(f"--out {args.out} already holds {', '.join(existing)}; pass --force to overwrite")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MnistgenError(f"--out {args.out} is a file; it must name a folder")
     record = train_classifier(args.out, epochs=args.epochs, seed=args.seed, subset=args.subset, data=args.data,
                               progress=not args.no_progress)
     print(f"test accuracy {record['test_accuracy']:.4f}; uniform noise called a digit: "

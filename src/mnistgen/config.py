@@ -39,12 +39,12 @@ class Rule:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
-    choices: tuple[str, ...] = ()
+    choices: tuple[Any, ...] = ()
     pair: bool = False  # two numbers, each following the rule (Adam's betas)
 
     def describe(self) -> str:
         if self.choices:
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(map(str, self.choices))
         if self.kind is bool:
             return "true or false"
         what = "a whole number" if self.kind is int else "a finite number"
@@ -75,7 +75,7 @@ class Rule:
         if isinstance(value, bool):
             raise ValueError
         if self.kind is int:
-            if not isinstance(value, int):
+            if not isinstance(value, int) or (self.choices and value not in self.choices):
                 raise ValueError
         else:
             if isinstance(value, str):
@@ -150,11 +150,12 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "width": POSITIVE_INT,
     "g_width": POSITIVE_INT,
     "d_width": POSITIVE_INT,
-    "num_classes": COUNT,
+    "num_classes": Rule(int, choices=(0, 10)),  # unconditional, or one class per digit
     "dropout": FRACTION,
     "temperature": POSITIVE,
     "d_norm": Rule(str, choices=("batch", "spectral", "none")),
     "loss_reduction": Rule(str, choices=("sum", "mean")),
+    "d_sigmoid": Rule(bool),
 }
 
 

@@ -50,8 +50,12 @@ class RunFolderLock:
 
 
 def holds_files(folder: Path) -> bool:
-    """True when ``folder`` holds anything but our lock file."""
-    return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+    """True when ``folder`` holds anything but our lock file, temp files of an atomic write that a
+    kill interrupted, and empty folders: what a start killed before its first checkpoint leaves."""
+    if not folder.is_dir():
+        return False
+    return any(p.name != LOCK_NAME and not p.name.endswith(".tmp") and (p.is_file() or holds_files(p))
+               for p in folder.iterdir())
 
 
 def check_new_run_folder(folder: Path, option: str = "--out") -> None:

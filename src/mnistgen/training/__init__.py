@@ -16,7 +16,7 @@ from ..errors import MnistgenError
 from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder, remove_failed_start
 from .adversarial import AdversarialTrainer
 from .likelihood import LikelihoodTrainer
-from .loop import RunOptions, Trainer, read_metrics, resolve_device
+from .loop import RunOptions, StopRequests, Trainer, read_metrics, resolve_device
 
 TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer}
 # On resume these would change the data, the batches or the network, so they are refused.
@@ -46,7 +46,8 @@ def start_run(cfg: Config, opts: RunOptions) -> dict[str, Any]:
     lock, created = make_new_run_folder(out)
     try:
         try:
-            trainer.prepare_new_run()
+            with StopRequests(immediate=True):  # SIGTERM while setting up: undo, like any failure
+                trainer.prepare_new_run()
             return trainer.run()
         except BaseException:
             if trainer.global_step == 0:

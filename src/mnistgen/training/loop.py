@@ -88,6 +88,8 @@ class Trainer:
         self.model = (model or build_model(cfg.model, **cfg.model_args)).to(self.device)
         data = load_dataset(opts.data, write_cache=opts.write_cache)
         x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+        if opts.subset and opts.subset > len(x_train):
+            raise MnistgenError(f"--subset {opts.subset} is more than the {len(x_train):,} training images of the data")
         if opts.subset:
             n_val = min(opts.subset, len(x_test))
             x_train, y_train, x_test, y_test = x_train[: opts.subset], y_train[: opts.subset], x_test[:n_val], y_test[:n_val]
@@ -267,12 +269,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------- run
     def prepare_new_run(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
+        # The step-0 checkpoint comes first: once it exists the folder is a run that --resume
+        # completes (a NaN in the first epoch still leaves a good checkpoint, too).
+        self.save()
         self.write_config()
+        self.write_model_info()
+
+    def write_model_info(self) -> None:
         info = model_info(self.model)
         info["trainer_lines_of_code"] = self.trainer_lines_of_code()
         atomic_write_text(self.out / "model_info.json", json.dumps(info, indent=2) + "\n")
-        self.save()  # step 0: a NaN in the first epoch still leaves a good checkpoint
 
     def write_config(self) -> None:
         """config.yaml: every resolved setting (rewritten on resume when settings change)."""
@@ -290,6 +296,10 @@ class Trainer:
             state = load_checkpoint(self.out / "checkpoints" / "last.pt", expect_preset=self.cfg.preset)
         self.load_state(state)
         self._truncate_metrics()
+        if not (self.out / "model_info.json").is_file():  # killed right after its step-0 checkpoint
+            self.write_model_info()
+        if not (self.out / "config.yaml").is_file():
+            self.write_config()
 
     def run(self) -> dict[str, Any]:
         """Train until the epochs or the time budget run out. Ctrl-C, SIGTERM or an error save
@@ -435,18 +445,21 @@ class StopRequests:
     """Turns Ctrl-C and SIGTERM into a request that the loop honours between steps, so the
     checkpoint it saves is a whole step. A second Ctrl-C stops at once (nothing saved)."""
 
-    def __init__(self) -> None:
+    def __init__(self, immediate: bool = False) -> None:
         self.signum: int | None = None
+        self.immediate = immediate  # raise at once (setting up: nothing worth finishing yet)
         self.previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        if self.immediate:
+            self.raise_if_requested()
 
     def raise_if_requested(self) -> None:
         if self.signum:
-            raise TrainingStopped("stop requested", self.signum)
+            raise TrainingStopped(f"interrupted by {signal.Signals(self.signum).name}", self.signum)
 
     def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
