@@ -179,10 +179,11 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def cmd_presets(_: argparse.Namespace) -> int:
     from .config import load_preset, preset_names
+    from .modelinfo import preset_summary
 
     for name in preset_names():
         cfg = load_preset(name)
-        print(f"{name:34s} {cfg.family}  {cfg.description}")
+        print(f"{name:34s} {cfg.family}  {preset_summary(cfg)}\n{'':38s}{cfg.description}")
     return 0
 
 

@@ -69,6 +69,8 @@ class Rule:
                 raise ValueError
             return value
         if self.kind is str:
+            if isinstance(value, bool) and {"on", "off"} <= set(self.choices):
+                value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
             if not isinstance(value, str) or (self.choices and value not in self.choices):
                 raise ValueError
             return value
@@ -135,7 +137,7 @@ class TrainSettings:
     d_steps: int = setting(1, POSITIVE_INT)  # discriminator updates per generator update
     rounds_per_batch: int = setting(1, POSITIVE_INT)  # (D, G) rounds on each real batch (seed 000)
     split_real_fake: bool = setting(False, Rule(bool))  # D sees half real + half fake (seed 004)
-    clip_value: float = setting(0.01, POSITIVE)  # critic weight clipping for loss=wasserstein
+    clip_value: float = setting(0.01, NON_NEGATIVE)  # critic weight clipping for loss=wasserstein (0: none)
     gp_weight: float = setting(10.0, NON_NEGATIVE)  # gradient penalty weight for loss=wgan-gp
     ema_decay: float = setting(0.0, FRACTION)  # >0: sample from an exponential moving average of G
 

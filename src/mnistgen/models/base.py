@@ -47,6 +47,10 @@ class DigitModel(nn.Module):
         """Images in [0, 1] for given latents (the fixed-noise grids use this)."""
         raise NotImplementedError
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """The model's two halves, whose parameter counts the seeds report separately."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,6 +116,12 @@ class VAE(DigitModel):
     def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(z, labels).clamp(0, 1)
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """Decoder: the ``decoder`` submodule, which every VAE here has; encoder: all the others
+        (the encoder body and its heads to the latent statistics)."""
+        children = dict(self.named_children())
+        return {"encoder": [m for name, m in children.items() if name != "decoder"], "decoder": [children["decoder"]]}
+
 
 class GAN(DigitModel):
     """A generator z (and digit) -> image in ``data_range``; a discriminator image (and digit) -> logit (N,)."""
@@ -138,6 +148,9 @@ class GAN(DigitModel):
         """Generated images mapped to [0, 1]."""
         low, high = self.data_range
         return ((self.generate(z, labels) - low) / (high - low)).clamp(0, 1)
+
+    def parts(self) -> dict[str, list[nn.Module]]:
+        return {"generator": [self.generator], "discriminator": [self.discriminator]}
 
 
 class Reshape(nn.Module):

@@ -8,6 +8,8 @@ Choices:
 - The seed's discriminator ends in a sigmoid and uses BCE; we output the logit and use
   BCE-with-logits: the same loss, numerically stable, and safe under mixed precision.
 - BatchNorm with Keras' momentum/epsilon; the seed's ``Dropout(0.0)`` is omitted (a no-op).
+- The seed's ``set_global_policy('mixed_float16')`` and ``tf.config.optimizer.set_jit(True)`` are
+  the preset's ``amp: cuda`` and ``compile: cuda`` (its description says why not on CPU).
 - Parameters by this definition: G 6,862,272 + D 80,769 = 6,943,041. The seed reports
   "6.6 million"; its own layer list gives 6.94M (6.99M if Keras' non-trainable BN statistics
   are counted), so we keep the layers as written and note the difference.

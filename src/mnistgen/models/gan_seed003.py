@@ -1,20 +1,26 @@
 """Seed 003's GAN, default and complex generators (presets ``gan-seed003-*``).
 
-The seed's architecture figures are not available; its text says: the generator takes a
-50-D vector, is "very similar to the VAE decoder" (ours: dense to 7x7, transposed convs with
-stride 2), with batch norm after the dense layer and LeakyReLU; the complex generator doubles
-the dense layer and every feature map; the discriminator mirrors the generator with stride-2
-convs and dropout after each activation. It reports 98,832 and 225,312 generator parameters.
+The report's architecture figures are not available. Its text: the generator takes "a vector of
+size 50", is "very similar to decoder of the VAE" (transposed convs with stride 2) and has "batch
+normalization after linear output and leaky relu activation function"; the complex one differs
+only in "the dense layer dimension and the number of feature maps in transposed convolution
+layers" ("Feature maps doubles"), and "The number of parameters increase from 98832 to 225312".
+The report shows one discriminator for both generators: "convolution layers with stride 2", with
+"dropout layers after applying activations".
 
-Our reading (``width`` = 1 default, 2 complex), the TF DCGAN tutorial's generator shape
-that the seed cites: dense 50 -> 7x7x(32w) without bias, BN, LeakyReLU 0.2; transposed convs
-3x3/s2 to 32w then 16w channels (no bias, BN, LeakyReLU); a 3x3 transposed conv to one channel
-(no bias) with tanh. Counted as Keras counts (BN's moving mean/variance included) this is
-exactly 98,832 and 225,312, the seed's figures; torch's trainable count is 95,600 / 218,848.
-Discriminator: convs 3x3/s2 of 16w and 32w, LeakyReLU 0.2, dropout 0.3, dense -> 1 logit.
-Cross-entropy presets use Adam 2e-4 (beta1 0.5, the TF DCGAN tutorial the seed cites), batch
-128, 50 epochs; Wasserstein presets use the WGAN recipe: critic weights clipped to 0.01,
-RMSprop 5e-5, 5 critic steps per generator step, 30 epochs.
+Our reading (``width`` = 1 default, 2 complex; it widens the generator only, as the report does):
+dense 50 -> 7x7x(32w) without bias, BN, LeakyReLU; transposed convs 3x3/s2 to 32w then 16w
+channels (no bias, BN, LeakyReLU); a 3x3 transposed conv to one channel (no bias) with tanh.
+Counted as Keras counts (BN's moving mean/variance included) this is exactly 98,832 and 225,312,
+the report's figures; torch's trainable count is 95,600 / 218,848. Discriminator: convs 3x3/s2 of
+16 and 32 channels, LeakyReLU, dropout, dense -> 1 logit (6,369 parameters).
+Not stated in the report, and chosen because:
+- kernel 3x3, no biases before BN: with them the reported counts come out exactly;
+- LeakyReLU slope 0.2 and dropout 0.3: the DCGAN paper's slope; the rate of the TF DCGAN tutorial,
+  which the report lists among its references;
+- the discriminator's channels (16, 32): the generator's, in the opposite direction.
+The training settings (optimizer, learning rate, batch size, Wasserstein recipe) are in the
+presets' descriptions; the report states only the epochs (50 cross-entropy, 30 Wasserstein).
 """
 
 from __future__ import annotations
@@ -26,17 +32,17 @@ from .base import GAN, Reshape
 
 class GANSeed003(GAN):
     def __init__(self, latent_dim: int = 50, width: int = 1, dropout: float = 0.3):
-        c = 16 * width
+        g, d = 16 * width, 16  # the complex variant widens only the generator
         generator = nn.Sequential(
-            nn.Linear(latent_dim, 7 * 7 * 2 * c, bias=False), nn.BatchNorm1d(7 * 7 * 2 * c), nn.LeakyReLU(0.2),
-            Reshape(2 * c, 7, 7),
-            nn.ConvTranspose2d(2 * c, 2 * c, 3, 2, 1, output_padding=1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(2 * c, c, 3, 2, 1, output_padding=1, bias=False), nn.BatchNorm2d(c), nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(c, 1, 3, 1, 1, bias=False), nn.Tanh(),
+            nn.Linear(latent_dim, 7 * 7 * 2 * g, bias=False), nn.BatchNorm1d(7 * 7 * 2 * g), nn.LeakyReLU(0.2),
+            Reshape(2 * g, 7, 7),
+            nn.ConvTranspose2d(2 * g, 2 * g, 3, 2, 1, output_padding=1, bias=False), nn.BatchNorm2d(2 * g), nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(2 * g, g, 3, 2, 1, output_padding=1, bias=False), nn.BatchNorm2d(g), nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(g, 1, 3, 1, 1, bias=False), nn.Tanh(),
         )
         discriminator = nn.Sequential(
-            nn.Conv2d(1, c, 3, 2, 1), nn.LeakyReLU(0.2), nn.Dropout(dropout),
-            nn.Conv2d(c, 2 * c, 3, 2, 1), nn.LeakyReLU(0.2), nn.Dropout(dropout),
-            nn.Flatten(), nn.Linear(2 * c * 7 * 7, 1), nn.Flatten(0),
+            nn.Conv2d(1, d, 3, 2, 1), nn.LeakyReLU(0.2), nn.Dropout(dropout),
+            nn.Conv2d(d, 2 * d, 3, 2, 1), nn.LeakyReLU(0.2), nn.Dropout(dropout),
+            nn.Flatten(), nn.Linear(2 * d * 7 * 7, 1), nn.Flatten(0),
         )
         super().__init__(latent_dim, generator, discriminator)

@@ -96,7 +96,7 @@ class AdversarialTrainer(Trainer):
                     fake = self.G(z_d, labels_d)
                 d_terms = self.d_loss(real_d, fake, labels_d)
             self.backward_step(d_terms["d_loss"], self.opt_d)
-            if t.loss == "wasserstein":
+            if t.loss == "wasserstein" and t.clip_value > 0:
                 with torch.no_grad():
                     for p in self.model.discriminator.parameters():
                         p.clamp_(-t.clip_value, t.clip_value)

@@ -276,7 +276,7 @@ class Trainer:
         self.write_model_info()
 
     def write_model_info(self) -> None:
-        info = model_info(self.model)
+        info = model_info(self.model, trainer=type(self), preset=self.cfg.preset)
         info["trainer_lines_of_code"] = self.trainer_lines_of_code()
         atomic_write_text(self.out / "model_info.json", json.dumps(info, indent=2) + "\n")
 
