@@ -9,7 +9,7 @@ import torch
 from mnistgen.classifier import load_classifier, shipped_weights_dir
 from mnistgen.cli import main
 from mnistgen.evaluation import evaluate
-from mnistgen.metrics import images_to_unit_float, inception_score, precision_recall
+from mnistgen.metrics import MIN_IMAGES, images_to_unit_float, inception_score, precision_recall
 from mnistgen.errors import MnistgenError
 
 N = 1000
@@ -133,6 +133,9 @@ def test_evaluate_a_run_folder(tmp_path, mnist, capsys):
     assert main(["train", "vae", "--subset", "256", "--epochs", "1", "--out", str(run), "--no-progress"]) == 0
     assert main(["evaluate", str(run), "-n", "300"]) == 0
     assert "preset vae, 300 samples" in capsys.readouterr().out
+    for n in ("2", "3"):  # fewer than the nearest-neighbour metrics need: those are skipped, with a note
+        assert main(["evaluate", str(run), "-n", n]) == 0
+        assert "recall not computed: needs at least 4 images" in capsys.readouterr().out
 
 
 def test_classifier_train_command(tmp_path, mnist, capsys):
@@ -141,3 +144,35 @@ def test_classifier_train_command(tmp_path, mnist, capsys):
     model, record = load_classifier(out)
     assert record["command"] == "mnistgen classifier train --epochs 1 --seed 0 --subset 512"
     assert 0 <= record["test_accuracy"] <= 1
+
+
+def test_spread_is_the_bootstrap_standard_error(results):
+    """The spread of a share is the binomial standard error sqrt(p (1 - p) / n), within bootstrap noise."""
+    row = results["real"]["samples"]
+    assert set(row["spread"]) == {"acceptable", "coverage", "inception_score", "fid", "precision", "recall"}
+    for key in ("acceptable", "precision"):
+        p = row[key]
+        assert row["spread"][key] == pytest.approx((p * (1 - p) / N) ** 0.5, rel=0.4), key
+    assert 0 < row["spread"]["fid"] < row["fid"] and 0 < row["spread"]["recall"] < 0.05
+
+
+@pytest.mark.parametrize("count", [2, 3, 10])
+def test_evaluate_a_few_images(count, mnist, tmp_path, capsys):
+    """Too few images for a metric: that metric is null with the reason, the rest is scored."""
+    path = tmp_path / "few.npz"
+    np.savez(path, images=mnist.x_test[:count])
+    assert main(["evaluate", str(path), "--json", str(tmp_path / "s.json")]) == 0
+    table = capsys.readouterr().out
+    row = json.loads((tmp_path / "s.json").read_text())["samples"]
+    assert row["n"] == count and row["acceptable"] == 1.0 and row["fid"] is not None
+    assert row["inception_score"] is None and "inception_score not computed: needs at least 100 images" in table
+    assert (row["recall"] is None) == (count < 4) and (row["coverage"] is None) == (count < 10)
+    assert set(row["skipped"]) == {key for key in MIN_IMAGES if row[key] is None}  # every gap has its reason
+
+
+def test_evaluate_refuses_a_single_image(tmp_path, capsys):
+    path = tmp_path / "one.npz"
+    np.savez(path, images=np.zeros((1, 28, 28), np.uint8))
+    assert main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds 1 image; evaluate needs at least 2" in err and err.count("\n") == 1

@@ -1,8 +1,11 @@
 """The report from tiny runs: every section and figure, valid self-contained HTML, plots on any latent size."""
 
 import json
+import os
 import re
 from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,26 +27,47 @@ class _Collector(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, mnist):
+def built(tmp_path_factory, mnist):
+    """The report, with every file renamed into place (atomic writes) and every classifier figure's rows."""
     out = tmp_path_factory.mktemp("report") / "r"
-    # mlp-vae-2d-seed002 is unconditional with a 2-D latent; vae and gan are class-conditional.
-    code = main(["report", "mlp-vae-2d-seed002", "gan", "vae", "--epochs", "1,2", "--minutes", "0.02",
-                 "-n", "300", "--out", str(out)])
+    renamed, bars = set(), []
+    replace, classifier_bars = os.replace, plots.classifier_bars
+
+    def spy_replace(src, dst):
+        renamed.add(Path(dst).resolve())
+        replace(src, dst)
+
+    def spy_bars(rows, *args, **kwargs):
+        bars.append(rows)
+        return classifier_bars(rows, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", spy_replace)
+        mp.setattr(plots, "classifier_bars", spy_bars)
+        # mlp-vae-2d-seed002 is unconditional with a 2-D latent; gan is class-conditional (a conditional
+        # VAE's figures are drawn in test_report_truth's report).
+        code = main(["report", "mlp-vae-2d-seed002", "gan", "--epochs", "1,2", "--minutes", "0.02",
+                     "-n", "300", "--out", str(out)])
     assert code == 0
-    return out
+    return SimpleNamespace(out=out, renamed=renamed, bars=bars)
+
+
+@pytest.fixture(scope="module")
+def report(built):
+    return built.out
 
 
 def test_report_has_every_section_and_figure(report):
     md = (report / "report.md").read_text()
     for heading in ("## Comparison", "## Findings", "## Training length", "## mlp-vae-2d-seed002 (1 epochs)",
-                    "## gan (2 epochs)", "## vae (1 epochs)"):
+                    "## gan (1 epochs)", "## gan (2 epochs)"):
         assert heading in md
     assert "real training images (ceiling)" in md
     for caption in ("100 samples", "loss curves", "training progress", "generated vs real digits",
                     "latent space of test images", "2-D latent manifold", "interpolation"):
         assert caption in md, caption
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(linked) >= 7 * 2 + 5 * 2 + 6 * 2 + 3 and all((report / p).is_file() for p in linked)
+    assert len(linked) >= 7 * 2 + 5 * 2 + 3 and all((report / p).is_file() for p in linked)
     results = json.loads((report / "results.json").read_text())
     assert [r["model"] for r in results][:2] == ["mlp-vae-2d-seed002 (1 epochs)", "mlp-vae-2d-seed002 (2 epochs)"]
 
@@ -55,6 +79,43 @@ def test_html_parses_and_embeds_every_image(report):
     assert {"html", "table", "figure"} <= set(parser.tags)
     assert len(parser.images) == len(md_images)
     assert all(src.startswith("data:image/png;base64,") for src in parser.images)
+
+
+def test_every_report_file_is_written_atomically(built):
+    """report.md, report.html, results.json, figures and grids all arrive by rename from a temp file."""
+    written = {p.resolve() for p in built.out.rglob("*")
+               if p.is_file() and "runs" not in p.relative_to(built.out).parts}
+    assert {"report.md", "report.html", "results.json"} <= {p.name for p in written}
+    assert written - built.renamed == set()
+    assert not list(built.out.rglob("*.tmp"))
+
+
+def test_no_absolute_path_in_the_report(report):
+    for name in ("report.md", "report.html", "results.json"):
+        text = (report / name).read_text()
+        for folder in {str(report), str(report.resolve()), str(Path.cwd())}:
+            assert folder not in text, (name, folder)
+    results = json.loads((report / "results.json").read_text())
+    assert results[0]["run"] == "runs/mlp-vae-2d-seed002-1ep" and (report / results[0]["run"]).is_dir()
+    assert results[0]["scores"]["target"].startswith("runs/mlp-vae-2d-seed002-1ep (preset")
+    assert "run folder runs/gan-2ep (relative to this report)" in (report / "report.md").read_text()
+
+
+def test_classifier_figure_shows_one_digit_per_class(built, mnist):
+    assert len(built.bars) == 4
+    for generated, real in built.bars:
+        images, probs, captions = real
+        assert captions == [f"real {d}" for d in range(10)] and len(images) == len(probs) == 10
+        assert len(set(probs.argmax(1).tolist())) >= 9  # the classifier agrees: ten different digits
+        assert len(generated[0]) == 10
+    conditional = [generated[2] for generated, _ in built.bars[2:]]  # gan
+    assert all(captions == [f"asked {d}" for d in range(10)] for captions in conditional)
+
+
+def test_report_says_how_acceptable_differs_from_report_000(report):
+    md = (report / "report.md").read_text()
+    assert "16 generated images with its own 10-class ConvNet and states no threshold" in md
+    assert "all 300 samples per model" in md and "11th \"not a digit\" class" in md and "p >= 0.9" in md
 
 
 def test_report_never_overwrites(report, capsys):

@@ -15,28 +15,33 @@ from .classifier import WEIGHTS_FILE, MnistClassifier, load_classifier, shipped_
 from .data import MnistData, cache_dir, load_dataset, to_float_images
 from .fileio import atomic_write
 from .errors import MnistgenError
-from .metrics import DEFAULT_THRESHOLD, ClassifierView, classify, load_image_file, score
+from .metrics import DEFAULT_THRESHOLD, SCORE_VERSION, ClassifierView, classify, load_image_file, score, spread_note
 
 IMAGE_SUFFIXES = (".npz", ".npy")
+MIN_IMAGES = 2  # the fewest that FID, KID and a spread can be computed on; each metric's own minimum is in metrics
 
 
-def target_images(target: str | os.PathLike, n: int, seed: int) -> tuple[torch.Tensor, str]:
-    """``n`` images in [0, 1] from a run folder / checkpoint (sampled with ``seed``) or an image file."""
+def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None = None) -> tuple[torch.Tensor, str]:
+    """``n`` images in [0, 1] from a run folder / checkpoint (sampled with ``seed``) or an image file,
+    and their description, naming the target ``name`` (default: its path as given)."""
     from .sampling import load_trained_model  # keeps `evaluate FILE.npz` free of model imports
 
     path = Path(target)
+    name = name or str(path)
     if not path.exists():
         raise MnistgenError(f"{path} does not exist")
     if path.is_file() and path.suffix in IMAGE_SUFFIXES:
         images = load_image_file(path)
+        if len(images) < MIN_IMAGES:
+            raise MnistgenError(f"{path} holds {len(images)} image; evaluate needs at least {MIN_IMAGES}")
         if len(images) < n:
             print(f"note: {path} holds {len(images)} images; evaluating all of them")
-        return images[:n], f"{path} ({min(n, len(images))} images from file)"
+        return images[:n], f"{name} ({min(n, len(images))} images from file)"
     if path.is_dir() or path.suffix == ".pt":
         model, cfg = load_trained_model(path)
         gen = torch.Generator().manual_seed(seed)
         images = torch.cat([model.sample(min(2000, n - i), generator=gen) for i in range(0, n, 2000)])
-        return images.cpu().float(), f"{path} (preset {cfg.preset}, {n} samples, seed {seed})"
+        return images.cpu().float(), f"{name} (preset {cfg.preset}, {n} samples, seed {seed})"
     raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
 
 
@@ -54,7 +59,7 @@ def _ceiling(data: str | None, n: int, seed: int, threshold: float) -> dict:
     keyed by everything it depends on (classifier weights, data, n, seed, threshold)."""
     classifier, record, mnist, reference = reference_set(data)
     weights = hashlib.sha256((shipped_weights_dir() / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
-    key = json.dumps([weights, mnist.source, mnist.path, n, seed, threshold])
+    key = json.dumps([SCORE_VERSION, weights, mnist.source, mnist.path, n, seed, threshold])
     path = cache_dir() / f"ceiling-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         try:
@@ -67,14 +72,21 @@ def _ceiling(data: str | None, n: int, seed: int, threshold: float) -> dict:
     return row
 
 
-def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
-             data: str | None = None) -> dict:
-    if n < 2:
-        raise MnistgenError("-n must be at least 2")
+def check_options(n: int, threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Refuse an -n or --threshold that evaluate cannot use (a report calls this before training)."""
+    if n < MIN_IMAGES:
+        raise MnistgenError(f"-n must be at least {MIN_IMAGES}, not {n}")
     if not 0.0 < threshold <= 1.0:
-        raise MnistgenError("--threshold must be in (0, 1]")
+        raise MnistgenError(f"--threshold must be in (0, 1], not {threshold:g}")
+
+
+def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
+             data: str | None = None, name: str | None = None) -> dict:
+    """Scores of ``n`` images of ``target`` and of as many real training images; ``name`` is how the
+    result's description names the target (a report passes a path relative to itself)."""
+    check_options(n, threshold)
     started = time.perf_counter()
-    images, description = target_images(target, n, seed)
+    images, description = target_images(target, n, seed, name)
     classifier, record, mnist, reference = reference_set(data)
     result = {
         "target": description,
@@ -89,17 +101,29 @@ def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshol
     return result
 
 
+def _cell(row: dict, key: str, width: int, fmt: str) -> str:
+    value = row[key]
+    return f"{'-' if value is None else format(value, fmt):>{width}s}"
+
+
 def format_table(result: dict) -> str:
     head = f"{'':14s}{'n':>7s}{'accept':>8s}{'cover':>7s}{'IS':>14s}{'FID':>9s}{'KID':>17s}{'prec':>7s}{'recall':>8s}"
     lines = [f"target: {result['target']}",
              f"acceptable = classified as a digit with p >= {result['threshold']:g}; "
              f"FID/KID/precision/recall against {result['reference']} in the classifier's feature space",
              head]
-    for label, row in (("samples", result["samples"]), ("real (ceiling)", result["real"])):
+    rows = (("samples", result["samples"]), ("real (ceiling)", result["real"]))
+    for label, row in rows:
         lines.append(
-            f"{label:14s}{row['n']:7d}{row['acceptable']:8.3f}{row['coverage']:7.3f}"
-            f"{row['inception_score']:8.3f} ±{row['inception_score_std']:5.3f}{row['fid']:9.3f}"
-            f"{row['kid']:9.5f} ±{row['kid_std']:6.5f}{row['precision']:7.3f}{row['recall']:8.3f}")
+            f"{label:14s}{row['n']:7d}{_cell(row, 'acceptable', 8, '.3f')}{_cell(row, 'coverage', 7, '.3f')}"
+            f"{_cell(row, 'inception_score', 8, '.3f')} ±{_cell(row, 'inception_score_std', 5, '.3f')}"
+            f"{_cell(row, 'fid', 9, '.3f')}{_cell(row, 'kid', 9, '.5f')} ±{_cell(row, 'kid_std', 6, '.5f')}"
+            f"{_cell(row, 'precision', 7, '.3f')}{_cell(row, 'recall', 8, '.3f')}")
+    spread = result["samples"]["spread"]
+    lines.append(f"spread of the samples' scores ({spread_note(result['samples']['n'], result['seed'])}): "
+                 + ", ".join(f"{key} {value:.3g}" for key, value in spread.items()))
+    # The ceiling row has as many images as the samples: its notes are mostly the same ones.
+    lines.extend(dict.fromkeys(f"{key} not computed: {why}" for _, row in rows for key, why in row["skipped"].items()))
     hist = " ".join(f"{d}:{share:.3f}" for d, share in enumerate(result["samples"]["class_histogram"]))
     lines.append(f"sample classes: {hist}")
     clf = result["classifier"]

@@ -7,15 +7,18 @@
 - FID and KID (torchmetrics) and precision/recall (Kynkaanniemi et al. 2019, k = 3) in the
   classifier's 128-D penultimate feature space, against the 10,000 test images.
 
-Every evaluation also scores real training images the same way: the ceiling row.
+Every metric also gets a spread (see ``score``), and a metric that cannot be computed on so few
+images is None with the reason under ``skipped``. Every evaluation also scores real training
+images the same way: the ceiling row.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,6 +32,17 @@ from .errors import MnistgenError
 DEFAULT_THRESHOLD = 0.9
 IS_SPLITS = 10
 PR_K = 3
+SPREAD_RESAMPLES = 30
+SCORE_VERSION = 2  # bump when ``score`` changes what it returns: it keys the cached ceiling rows
+# The fewest images each metric means something on. Below it the metric is None, not a misleading number.
+MIN_IMAGES = {
+    "coverage": 10,  # the smallest of 10 class shares is 0 by construction below 10 images
+    "inception_score": 10 * IS_SPLITS,  # a split of m images caps IS at m: each split must be able to reach 10
+    "fid": 2, "kid": 2,  # a covariance, an unbiased MMD: both need two images in each set
+    "precision": PR_K + 1, "recall": PR_K + 1,  # the k-th nearest other point must exist in each set
+}
+USES_REFERENCE = ("fid", "kid", "precision", "recall")
+RESAMPLED = ("acceptable", "coverage", "inception_score", "fid", "precision", "recall")  # the metrics with a spread
 
 
 @dataclass
@@ -37,6 +51,14 @@ class ClassifierView:
 
     probs: torch.Tensor
     features: torch.Tensor
+    _radii: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def knn_radii(self, k: int = PR_K) -> torch.Tensor:
+        """Each image's feature distance to its k-th nearest other image; computed once, since the
+        reference set's radii serve every evaluation (and its ceiling row) in a process."""
+        if k not in self._radii:
+            self._radii[k] = _kth_neighbour_radius(self.features.float(), k)
+        return self._radii[k]
 
 
 @torch.no_grad()
@@ -87,19 +109,29 @@ class _Precomputed(nn.Module):
         return x
 
 
-def fid_kid(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, float]:
-    fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+def fid_values(real: torch.Tensor, fake: torch.Tensor, draws: torch.Tensor) -> list[float]:
+    """FID of ``fake``, then of each resample ``fake[draws[i]]``, against the same ``real``."""
+    fid = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), reset_real_features=False)
     fid.update(real, real=True)
-    fid.update(fake, real=False)
+    values = []
+    for subset in (fake, *(fake[d] for d in draws)):
+        fid.reset()  # keeps the real statistics
+        fid.update(subset, real=False)
+        values.append(float(fid.compute()))
+    return values
+
+
+def kid(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> tuple[float, float]:
+    """KID mean and std over 100 random subsets (of 1000, or of all images if fewer)."""
     subset = min(1000, len(real), len(fake))
     with warnings.catch_warnings():  # it warns that it keeps all features: 2 x 10,000 x 128 here, fine
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=100, subset_size=subset)
-    kid.update(real, real=True)
-    kid.update(fake, real=False)
+        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=100, subset_size=subset)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
     torch.manual_seed(seed)  # KID draws random subsets
-    kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
+    mean, std = metric.compute()
+    return float(mean), float(std)
 
 
 def _kth_neighbour_radius(x: torch.Tensor, k: int, chunk: int = 2000) -> torch.Tensor:
@@ -110,37 +142,92 @@ def _kth_neighbour_radius(x: torch.Tensor, k: int, chunk: int = 2000) -> torch.T
     return torch.cat(radii)
 
 
-def _inside_any_ball(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 2000) -> float:
-    inside = []
+def _ball_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, weights: torch.Tensor,
+                 chunk: int = 2000) -> torch.Tensor:
+    """(len(points), weights.shape[1]): per point, the summed weight of the centres whose ball holds it."""
+    counts = []
     for part in points.split(chunk):
-        inside.append((torch.cdist(part, centres) <= radii[None, :]).any(1))
-    return float(torch.cat(inside).double().mean())
+        counts.append((torch.cdist(part, centres) <= radii[None, :]).float() @ weights)
+    return torch.cat(counts)
+
+
+def _weighted_precision_recall(real: torch.Tensor, fake: torch.Tensor, weights: torch.Tensor, k: int = PR_K,
+                               real_radii: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precision and recall once per column of ``weights`` (len(fake) x C, how often each fake counts).
+
+    The k-NN radii are measured once on all fakes: a resample only drops or repeats balls, since
+    radii measured among repeated points would shrink to 0."""
+    real, fake, weights = real.float(), fake.float(), weights.double()
+    if real_radii is None:
+        real_radii = _kth_neighbour_radius(real, k)
+    in_real_ball = _ball_counts(fake, real, real_radii, torch.ones(len(real), 1)) > 0
+    precision = (weights * in_real_ball).sum(0) / weights.sum(0)
+    recall = (_ball_counts(real, fake, _kth_neighbour_radius(fake, k), weights.float()) > 0).double().mean(0)
+    return precision, recall
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K) -> tuple[float, float]:
     """Kynkaanniemi et al. 2019: precision = fakes inside a real k-NN ball; recall = the reverse."""
-    real, fake = real.float(), fake.float()
-    precision = _inside_any_ball(fake, real, _kth_neighbour_radius(real, k))
-    recall = _inside_any_ball(real, fake, _kth_neighbour_radius(fake, k))
-    return precision, recall
+    precision, recall = _weighted_precision_recall(real, fake, torch.ones(len(fake), 1), k)
+    return float(precision[0]), float(recall[0])
+
+
+def too_few(key: str, n: int, n_reference: int) -> str | None:
+    """Why ``key`` cannot be computed on ``n`` images (against ``n_reference``), or None if it can."""
+    need = MIN_IMAGES.get(key, 1)
+    if n >= need and (n_reference >= need or key not in USES_REFERENCE):
+        return None
+    if key in USES_REFERENCE:
+        return f"needs at least {need} images in the scored and in the reference set, got {n} and {n_reference}"
+    return f"needs at least {need} images, got {n}"
+
+
+def spread_note(n: int, seed: int) -> str:
+    """What the ``spread`` of a score is, in one sentence (for tables and reports)."""
+    return (f"the standard deviation over {SPREAD_RESAMPLES} bootstrap resamples of the {n:,} scored images "
+            f"(seed {seed}): the evaluation's sampling noise, not the variation between training runs")
 
 
 def score(view: ClassifierView, reference: ClassifierView, threshold: float = DEFAULT_THRESHOLD,
           seed: int = 0) -> dict:
-    """All metrics of one set of images against the reference (test) images."""
-    histogram = class_histogram(view.probs)
-    is_mean, is_std = inception_score(view.probs)
-    precision, recall = precision_recall(reference.features, view.features)
+    """All metrics of one set of images against the reference (test) images.
+
+    ``spread`` holds each metric's standard deviation over SPREAD_RESAMPLES bootstrap resamples
+    (draw n of the n scored images with replacement, recompute). It measures how much the number
+    would move with another set of n samples from the same generator, at the cost of re-scoring
+    features already computed (about 1-2 s at n = 10,000), where re-sampling the model with other
+    seeds would cost a full evaluation each. It does not include the variation between training
+    runs with other seeds, which only retraining measures. KID keeps its own ``kid_std``
+    (over its 100 subsets) instead: resampling it would cost 100 kernel subsets per resample.
+    """
+    n, n_ref = len(view.probs), len(reference.probs)
+    skipped = {key: why for key in MIN_IMAGES if (why := too_few(key, n, n_ref))}
+    draws = torch.randint(n, (SPREAD_RESAMPLES, n), generator=torch.Generator().manual_seed(seed))
+
+    def on_probs(metric: Callable[[torch.Tensor], float]) -> list[float]:
+        return [metric(view.probs)] + [metric(view.probs[d]) for d in draws]
+
+    # Per metric: its value on the scored images, then on each resample.
+    values = {"acceptable": on_probs(lambda p: acceptable_share(p, threshold)),
+              "coverage": on_probs(lambda p: min(class_histogram(p)) * 10),
+              "inception_score": on_probs(lambda p: inception_score(p)[0])}
+    if "fid" not in skipped:
+        values["fid"] = fid_values(reference.features, view.features, draws)
+    if "precision" not in skipped:
+        weights = torch.stack([torch.ones(n, dtype=torch.long)] + [torch.bincount(d, minlength=n) for d in draws], 1)
+        precision, recall = _weighted_precision_recall(reference.features, view.features, weights, PR_K,
+                                                       reference.knn_radii(PR_K))
+        values["precision"], values["recall"] = precision.tolist(), recall.tolist()
+    values = {key: v for key, v in values.items() if key not in skipped}
+    row = {key: values[key][0] if key in values else None for key in RESAMPLED}
+    kid_mean, kid_std = kid(reference.features, view.features, seed) if "kid" not in skipped else (None, None)
     return {
-        "n": len(view.probs),
-        "acceptable": acceptable_share(view.probs, threshold),
-        "coverage": min(histogram) * 10,
-        "class_histogram": histogram,
-        "inception_score": is_mean,
-        "inception_score_std": is_std,
-        **fid_kid(reference.features, view.features, seed=seed),
-        "precision": precision,
-        "recall": recall,
+        "n": n, **row,
+        "class_histogram": class_histogram(view.probs),
+        "inception_score_std": inception_score(view.probs)[1] if "inception_score" in values else None,
+        "kid": kid_mean, "kid_std": kid_std,
+        "spread": {key: float(np.std(v[1:], ddof=1)) for key, v in values.items()},
+        "skipped": skipped,
     }
 
 
