@@ -293,6 +293,8 @@ def test_a_run_survives_a_later_change_of_model_defaults(trained, monkeypatch, t
     (["train", "vae", "--subset", "100000", "--dry-run"], "--subset 100000 is more than the 60,000 training"),
     (["train", "vae", "--dry-run", "--set", "model_args.num_classes=5"], "num_classes must be one of 0, 10"),
     (["train", "vae", "--dry-run", "--out", "somewhere"], "--dry-run writes nothing"),
+    (["train", "vae", "--dry-run", "--set", "model_args.latent_dim=100000"], "latent_dim must be a whole number in [1, 4096]"),
+    (["sample", "x", "--out", "big.png", "-n", "20000"], "a .png grid holds at most 10,000 digits"),
     (["data"], "required: ACTION"),
     (["classifier"], "required: ACTION"),
 ])
@@ -366,3 +368,13 @@ def test_signals_are_restored_after_training(tmp_path, mnist):
     before = signal.getsignal(signal.SIGTERM)
     assert main(quick(tmp_path / "run", "vae", "--epochs", "1")) == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stop_before_any_checkpoint_says_so(tmp_path, mnist):
+    from mnistgen.config import load_preset
+    from mnistgen.errors import TrainingDiverged
+    from mnistgen.training import RunOptions, make_trainer
+
+    trainer = make_trainer(load_preset("vae"), RunOptions(out=str(tmp_path / "run"), subset=32, progress=False))
+    with pytest.raises(TrainingDiverged, match="No checkpoint yet"):
+        trainer._stop(TrainingDiverged("loss became nan"))

@@ -39,6 +39,7 @@ class Parser(argparse.ArgumentParser):
 SEED = Rule(int, low=0, high=2**32 - 1)
 PROBABILITY = Rule(float, low=0, high=1, low_open=True)
 MOST_SAMPLES = 1_000_000  # keeps -n from asking for more memory than a laptop has
+MOST_IN_A_GRID = 10_000  # a 100 x 100 grid is already a 9,000-pixel-wide PNG
 
 
 def checked(rule: Rule) -> Callable[[str], Any]:
@@ -263,6 +264,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .sampling import load_trained_model, sample_images, write_samples
 
     out = output_path(args.out, "--out", (".png", ".npz"), args.force)
+    if out.suffix == ".png" and args.n > MOST_IN_A_GRID:
+        raise MnistgenError(f"-n {args.n}: a .png grid holds at most {MOST_IN_A_GRID:,} digits; write an .npz for more")
     model, cfg = load_trained_model(args.target)
     if args.digit is not None and not model.num_classes:
         raise MnistgenError(f"--digit needs a class-conditional model; preset {cfg.preset} is not one")

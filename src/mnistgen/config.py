@@ -100,6 +100,7 @@ class Rule:
 
 
 POSITIVE_INT = Rule(int, low=1)
+SIZE = Rule(int, low=1, high=4096)  # a layer width or latent size; beyond this a laptop runs out of memory
 COUNT = Rule(int, low=0)
 POSITIVE = Rule(float, low=0, low_open=True)
 NON_NEGATIVE = Rule(float, low=0)
@@ -117,7 +118,7 @@ class TrainSettings:
     epochs: int = setting(10, POSITIVE_INT)
     # With --max-minutes and no explicit epoch count, train until the time is up (our defaults).
     fill_budget: bool = setting(False, Rule(bool))
-    batch_size: int = setting(128, POSITIVE_INT)
+    batch_size: int = setting(128, Rule(int, low=1, high=65536))
     optimizer: str = setting("adam", Rule(str, choices=("adam", "adamw", "rmsprop")))
     betas: tuple[float, float] = setting((0.9, 0.999), dataclasses.replace(FRACTION, pair=True))
     weight_decay: float = setting(0.0, NON_NEGATIVE)
@@ -147,11 +148,11 @@ TRAIN_RULES: dict[str, Rule] = {f.name: f.metadata["rule"] for f in dataclasses.
 # Constructor arguments of the registered models, by name (the same name means the same thing
 # in every model). A model argument missing here is refused until it gets a rule.
 MODEL_ARG_RULES: dict[str, Rule] = {
-    "latent_dim": POSITIVE_INT,
-    "hidden": POSITIVE_INT,
-    "width": POSITIVE_INT,
-    "g_width": POSITIVE_INT,
-    "d_width": POSITIVE_INT,
+    "latent_dim": SIZE,
+    "hidden": SIZE,
+    "width": SIZE,
+    "g_width": SIZE,
+    "d_width": SIZE,
     "num_classes": Rule(int, choices=(0, 10)),  # unconditional, or one class per digit
     "dropout": FRACTION,
     "temperature": POSITIVE,

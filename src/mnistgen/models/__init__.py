@@ -36,8 +36,8 @@ def build_model(name: str, **kwargs) -> VAE | GAN:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
     try:
         return MODELS[name](**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad arguments for model {name!r}: {exc}") from exc
+    except (TypeError, ValueError, RuntimeError, MemoryError) as exc:  # RuntimeError: e.g. out of memory
+        raise ConfigError(f"cannot build model {name!r} with {kwargs}: {str(exc).splitlines()[0]}") from exc
 
 
 __all__ = ["GAN", "VAE", "MODELS", "build_model"]
