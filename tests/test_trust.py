@@ -378,3 +378,9 @@ def test_a_stop_before_any_checkpoint_says_so(tmp_path, mnist):
     trainer = make_trainer(load_preset("vae"), RunOptions(out=str(tmp_path / "run"), subset=32, progress=False))
     with pytest.raises(TrainingDiverged, match="No checkpoint yet"):
         trainer._stop(TrainingDiverged("loss became nan"))
+
+
+def test_amp_flag_is_recorded_as_the_setting_it_forces(tmp_path, mnist):
+    out = tmp_path / "run"
+    assert main(quick(out, "vae", "--epochs", "1", "--amp")) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["amp"] == "on"

@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default runs/PRESET-TIMESTAMP); must not hold a run")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto: cuda when available, else cpu")
-    train.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
-    train.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    train.add_argument("--amp", action="store_true",
+                       help="mixed precision (bf16 on CPU, fp16 on CUDA): the same as --set amp=on")
+    train.add_argument("--compile", action="store_true", help="torch.compile the networks: the same as --set compile=on")
     train.add_argument("--subset", type=checked(POSITIVE_INT), help="train on the first N training images")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a preset setting, e.g. --set lr=1e-3 --set model_args.latent_dim=8")
@@ -192,14 +193,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import apply_overrides, load_preset
     from .training import RunOptions, resume_run, start_run
 
-    overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
+    # --amp/--compile force the preset's switches on, so the stored config says what was done.
+    overrides = (list(args.overrides) + [f"{flag}=on" for flag in ("amp", "compile") if getattr(args, flag)]
+                 + ([f"epochs={args.epochs}"] if args.epochs is not None else []))
     if args.resume:
         if args.dry_run:
             raise MnistgenError("--dry-run and --resume cannot be combined")
         if args.out:
             raise MnistgenError("--out and --resume cannot be combined: a resumed run stays in its folder")
-        if args.compile or args.amp:
-            overrides += [f"{flag}=on" for flag in ("amp", "compile") if getattr(args, flag)]
         summary = resume_run(args.resume, max_minutes=args.max_minutes, progress=not args.no_progress,
                              overrides=overrides, preset=args.preset,
                              device=None if args.device == "auto" else args.device,
@@ -219,8 +220,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise MnistgenError("--dry-run writes nothing, so it takes no --out")
         cfg = apply_overrides(cfg, ["epochs=1", f"batch_size={min(cfg.train.batch_size, 16)}", "checkpoint_every=0"])
         with tempfile.TemporaryDirectory(prefix="mnistgen-dry-run-") as tmp:
-            opts = RunOptions(out=str(Path(tmp) / "run"), seed=seed, device=args.device, amp=args.amp,
-                              compile=args.compile, subset=args.subset or 16, data=args.data,
+            opts = RunOptions(out=str(Path(tmp) / "run"), seed=seed, device=args.device,
+                              subset=args.subset or 16, data=args.data,
                               progress=False, write_cache=False)
             summary = start_run(cfg, opts)
             written = sorted(str(p.relative_to(opts.out)) for p in Path(opts.out).rglob("*") if p.is_file())
@@ -229,8 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
 
     out = Path(args.out or f"runs/{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    opts = RunOptions(out=str(out), seed=seed, device=args.device, amp=args.amp, compile=args.compile,
-                      subset=args.subset, data=args.data, max_minutes=args.max_minutes,
+    opts = RunOptions(out=str(out), seed=seed, device=args.device, subset=args.subset, data=args.data, max_minutes=args.max_minutes,
                       progress=not args.no_progress)
     return _print_summary(start_run(cfg, opts), out)
 

@@ -93,7 +93,9 @@ def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progres
             if key.startswith("model_args.") or key in FIXED_ON_RESUME:
                 raise MnistgenError(f"--set {item}: {key} cannot change on resume (it changes the network or the "
                                     f"batches); start a new run instead")
-        changed = apply_overrides(cfg, list(overrides))
+        # Runs made before amp/compile were preset settings stored the --amp/--compile flags here.
+        legacy = [f"{flag}=on" for flag in ("amp", "compile") if run.get(flag) is True]
+        changed = apply_overrides(cfg, legacy + list(overrides))
         known = {f.name for f in dataclasses.fields(RunOptions)}
         opts = RunOptions(**{**{k: v for k, v in run.items() if k in known}, "out": str(out),
                              "max_minutes": max_minutes, "progress": progress})

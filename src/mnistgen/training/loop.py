@@ -45,8 +45,6 @@ class RunOptions:
     out: str
     seed: int = 0
     device: str = "auto"
-    amp: bool = False
-    compile: bool = False
     subset: int | None = None
     data: str | None = None
     max_minutes: float | None = None
@@ -93,8 +91,7 @@ class Trainer:
         if opts.subset:
             n_val = min(opts.subset, len(x_test))
             x_train, y_train, x_test, y_test = x_train[: opts.subset], y_train[: opts.subset], x_test[:n_val], y_test[:n_val]
-        self.use_amp = opts.amp or self._switch(self.t.amp)
-        self.use_compile = opts.compile or self._switch(self.t.compile)
+        self.use_amp, self.use_compile = self._switch(self.t.amp), self._switch(self.t.compile)
         self._check_batch(len(x_train))
         self.x_train = to_float_images(x_train, self.model.data_range).to(self.device)
         self.y_train = torch.as_tensor(y_train, dtype=torch.long, device=self.device)
