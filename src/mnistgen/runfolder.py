@@ -76,10 +76,11 @@ def make_new_run_folder(folder: Path) -> tuple[RunFolderLock, bool]:
     except OSError as exc:
         raise MnistgenError(f"cannot create run folder {folder}: {exc.strerror or exc}") from None
     lock = RunFolderLock(folder).acquire()
-    # Checked again under the lock: another process may have filled it since the first look.
-    if holds_files(folder):
+    try:  # checked again under the lock: another process may have filled it since the first look
+        check_new_run_folder(folder)
+    except MnistgenError:
         lock.release()
-        raise MnistgenError(f"{folder} already holds files; pass --resume {folder} to continue, or another --out")
+        raise
     return lock, created
 
 

@@ -337,10 +337,9 @@ class Trainer:
         # A bar redraws in place on a terminal; in a log it would print a line per refresh, so
         # there we print one line per epoch instead.
         bars = self.opts.progress and sys.stderr.isatty()
-        total = "" if math.isinf(self.epoch_limit) else f"/{self.t.epochs}"
         while self.epoch < self.epoch_limit:
             bar = tqdm(total=len(self.batches), initial=self.step_in_epoch, disable=not bars,
-                       desc=f"{self.cfg.preset} epoch {self.epoch + 1}{total}", leave=False,
+                       desc=f"{self.cfg.preset} epoch {self.epoch + 1}{self._of_epochs()}", leave=False,
                        dynamic_ncols=True, mininterval=0.5)
             out_of_time = False
             for idx in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
@@ -381,8 +380,11 @@ class Trainer:
     def _epoch_line(self, record: dict[str, Any]) -> str:
         skip = ("epoch", "step", "seconds", "kl_weight", "lr", "lr_g", "lr_d")
         terms = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, float))
-        total = "" if math.isinf(self.epoch_limit) else f"/{self.t.epochs}"
-        return f"{self.cfg.preset} epoch {record['epoch']}{total}: {terms}  ({record['seconds']:.0f} s)"
+        return f"{self.cfg.preset} epoch {record['epoch']}{self._of_epochs()}: {terms}  ({record['seconds']:.0f} s)"
+
+    def _of_epochs(self) -> str:
+        """'/20' after an epoch number, or nothing when the run trains until its time is up."""
+        return "" if math.isinf(self.epoch_limit) else f"/{self.t.epochs}"
 
     def _check_finite(self, terms: dict[str, float]) -> None:
         """The NaN guard: a loss that is NaN or infinite stops the run (training or validation)."""
@@ -401,7 +403,8 @@ class Trainer:
         if isinstance(exc, TrainingDiverged):
             raise TrainingDiverged(f"{exc}. {self.last_checkpoint_note().capitalize()}") from None
         saved = ""
-        if self.global_step == 0 and self.discard_untrained:
+        discarded = self.global_step == 0 and self.discard_untrained  # start_run removes the folder
+        if discarded:
             saved = f"nothing was trained yet, so {self.out} was removed"
         elif not self._in_step:
             try:
@@ -410,7 +413,7 @@ class Trainer:
             except Exception as save_error:  # e.g. the disk is full: say so, keep the old checkpoint
                 saved = f"could not save ({save_error.__class__.__name__}: {save_error}); {self.last_checkpoint_note()}"
         note = saved or f"a step was cut half-way, not saved; {self.last_checkpoint_note()}"
-        if (self.out / "checkpoints" / "last.pt").is_file() and not (self.global_step == 0 and self.discard_untrained):
+        if (self.out / "checkpoints" / "last.pt").is_file() and not discarded:
             note += f"; resume with: mnistgen train --resume {self.out}"
         signum = getattr(exc, "signum", None) or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
         if signum:
