@@ -39,6 +39,8 @@ def _tconv(cin: int, cout: int, stride: int) -> list[nn.Module]:
 
 
 class ConvVAESeed000(VAE):
+    channels_last = True  # the trainer trains it in NHWC: faster steps and validation on CPU (oneDNN), same results
+
     def __init__(self, latent_dim: int = 64, dropout: float = 0.25):
         super().__init__(latent_dim, loss_reduction="mean")
         self.encoder = nn.Sequential(

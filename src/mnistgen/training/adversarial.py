@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from ..models import GAN
-from .loop import Trainer
+from .loop import Trainer, plain
 
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
@@ -120,11 +120,11 @@ class AdversarialTrainer(Trainer):
 
     def family_state(self) -> dict[str, Any]:
         return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None, "last_g": self.last_g}
+                "ema": plain(self.ema.state_dict()) if self.ema is not None else None, "last_g": self.last_g}
 
     def load_family_state(self, state: dict[str, Any]) -> None:
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        self.load_optimizer(self.opt_g, state["opt_g"])
+        self.load_optimizer(self.opt_d, state["opt_d"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.last_g = dict(state["last_g"])

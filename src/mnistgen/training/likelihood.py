@@ -9,6 +9,8 @@ import torch
 
 from .loop import Trainer
 
+# Validation chunks of at most the training batch: oneDNN reuses the step's kernels and the
+# activations stay in cache (conv-vae-seed000: 8 s instead of 13 s at 1000; same losses).
 VAL_BATCH = 1000
 
 
@@ -44,7 +46,8 @@ class LikelihoodTrainer(Trainer):
     def validation_loss(self) -> dict[str, float]:
         self.model.eval()
         totals: dict[str, float] = {}
-        for chunk, labels in zip(self.x_val.split(VAL_BATCH), self.y_val.split(VAL_BATCH)):
+        size = min(VAL_BATCH, self.t.batch_size)
+        for chunk, labels in zip(self.x_val.split(size), self.y_val.split(size)):
             with self.autocast():
                 terms = self.model.loss(chunk, beta=1.0, labels=labels)
             for k, v in terms.items():
@@ -66,6 +69,6 @@ class LikelihoodTrainer(Trainer):
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None}
 
     def load_family_state(self, state: dict[str, Any]) -> None:
-        self.opt.load_state_dict(state["opt"])
+        self.load_optimizer(self.opt, state["opt"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])

@@ -84,6 +84,10 @@ class Trainer:
         self.device = resolve_device(opts.device)
         torch.manual_seed(opts.seed)
         self.model = (model or build_model(cfg.model, **cfg.model_args)).to(self.device)
+        if getattr(self.model, "channels_last", False):
+            # oneDNN's convolutions run NHWC natively: no layout reorders around every conv
+            # (benchmarks/results/profile-faithful-presets-2026-11-25-cpu.md). Checkpoints stay plain (state()).
+            self.model.to(memory_format=torch.channels_last)
         data = load_dataset(opts.data, write_cache=opts.write_cache)
         x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
         if opts.subset and opts.subset > len(x_train):
@@ -165,11 +169,20 @@ class Trainer:
 
     def optimizer(self, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         t = self.t
-        if t.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=lr, betas=t.betas, weight_decay=t.weight_decay)
         if t.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, weight_decay=t.weight_decay)
-        return torch.optim.Adam(params, lr=lr, betas=t.betas, weight_decay=t.weight_decay)
+        # The fused kernel is the same Adam update in one pass over each tensor; on CPU torch would
+        # otherwise run ~10 elementwise ops per parameter (0.4 s a step for lstm-vae-seed004's 39M).
+        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=lr, betas=t.betas, weight_decay=t.weight_decay,
+                   fused=self.device.type in ("cpu", "cuda"))
+
+    @staticmethod
+    def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """``opt.load_state_dict`` keeping this run's kernel choice: a checkpoint from before fused
+        Adam stores fused=None, which would otherwise switch the resumed run back to the slow loop."""
+        kernel = {k: opt.param_groups[0][k] for k in ("fused", "foreach") if k in opt.param_groups[0]}
+        opt.load_state_dict({**state, "param_groups": [{**g, **kernel} for g in state["param_groups"]]})
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -185,7 +198,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(),
             "run": {k: v for k, v in asdict(self.opts).items() if k not in (*LOCAL_OPTIONS, "out")},
-            "model": self.model.state_dict(),
+            "model": plain(self.model.state_dict()),
             "family": self.family_state(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
@@ -439,6 +452,11 @@ class Trainer:
         if improved:
             self.save("best.pt")
         return record
+
+
+def plain(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict with contiguous (NCHW) tensors, as checkpoints had before channels_last."""
+    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 class StopRequests:
