@@ -26,6 +26,8 @@ EPILOG = """examples:
   mnistgen evaluate runs/gan-20261122-101500 --json scores.json
   mnistgen report --quick                 train, evaluate and compare the defaults (< 10 minutes)
   mnistgen report mlp-vae-2d-seed002 --epochs 5,10,30
+  mnistgen reproduce 002                  train seed report 002's systems, its claims beside ours
+  mnistgen reproduce all --max-minutes 20 every seed system, each capped at 20 training minutes
 """
 
 
@@ -158,6 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=checked(SEED), default=0)
     report.add_argument("--out", help="report folder (default reports/TIMESTAMP); must not exist or be empty")
     _add_data_arg(report)
+
+    repro = sub.add_parser(
+        "reproduce", help="train the systems of seed reports to their recipes; their claims beside our numbers",
+        description="Train every system that the named seed reports describe (000-004: the reports in shared/seeds, "
+                    "their numbers in mnistgen/seeds/NNN.yaml) with its preset's recipe, evaluate it like "
+                    "`mnistgen evaluate`, and write report.md and report.html: first each report's claims beside "
+                    "ours with a verdict per system, then the report's own study from our runs. Runs already in "
+                    "--out are reused or continued (never retrained), so a reproduction can take several sittings.")
+    repro.add_argument("seeds", nargs="+", metavar="SEED", help="seed report: 000, 001, 002, 003, 004, or all")
+    repro.add_argument("--max-minutes", type=checked(POSITIVE),
+                       help="cap each system's training at this many minutes in all (a capped system is reported as "
+                            "partial, with the time its full recipe would take); default: the full recipe")
+    repro.add_argument("--out", help="reproduction folder (default reproductions/SEEDS, e.g. reproductions/002); "
+                                     "a folder made by an earlier `reproduce` is continued")
+    repro.add_argument("-n", type=checked(Rule(int, low=1, high=MOST_SAMPLES)), default=10_000,
+                       help="samples evaluated per system (default 10000)")
+    repro.add_argument("--seed", type=checked(SEED), default=0, help="random seed of training and sampling (default 0)")
+    repro.add_argument("--subset", type=checked(POSITIVE_INT), help="train on the first N training images (quick checks)")
+    repro.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="auto: cuda when available, else cpu")
+    repro.add_argument("--amp", action="store_true", help="mixed precision for every system (--set amp=on)")
+    repro.add_argument("--compile", action="store_true", help="torch.compile every system (--set compile=on)")
+    repro.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_arg(repro)
     return parser
 
 
@@ -328,7 +354,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report}
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import parse_seeds, reproduce
+
+    seeds = parse_seeds(args.seeds)
+    out = Path(args.out or f"reproductions/{'all' if 'all' in args.seeds else '-'.join(seeds)}")
+    reproduce(seeds, out, max_minutes=args.max_minutes, n=args.n, data=args.data, seed=args.seed, subset=args.subset,
+              device=args.device, amp=args.amp, compile=args.compile, progress=not args.no_progress)
+    return 0
+
+
+COMMANDS = {"data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report,
+            "reproduce": cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from .classifier import WEIGHTS_FILE, MnistClassifier, load_classifier, shipped_
 from .data import MnistData, cache_dir, load_dataset, to_float_images
 from .fileio import atomic_write
 from .errors import MnistgenError
-from .metrics import DEFAULT_THRESHOLD, SCORE_VERSION, ClassifierView, classify, load_image_file, score, spread_note
+from .metrics import (DEFAULT_THRESHOLD, SCORE_VERSION, ClassifierView, classify, load_image_file, score, spread_note,
+                      ten_class_acceptable)
 
 IMAGE_SUFFIXES = (".npz", ".npy")
 MIN_IMAGES = 2  # the fewest that FID, KID and a spread can be computed on; each metric's own minimum is in metrics
@@ -81,22 +82,28 @@ def check_options(n: int, threshold: float = DEFAULT_THRESHOLD) -> None:
 
 
 def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
-             data: str | None = None, name: str | None = None) -> dict:
+             data: str | None = None, name: str | None = None, ten_class_thresholds: tuple[float, ...] = ()) -> dict:
     """Scores of ``n`` images of ``target`` and of as many real training images; ``name`` is how the
-    result's description names the target (a report passes a path relative to itself)."""
+    result's description names the target (a report passes a path relative to itself).
+    ``ten_class_thresholds`` adds, under ``samples.ten_class_acceptable``, what a plain 10-class
+    classifier would accept at each of them (the rule of the seed reports)."""
     check_options(n, threshold)
     started = time.perf_counter()
     images, description = target_images(target, n, seed, name)
     classifier, record, mnist, reference = reference_set(data)
+    view = classify(classifier, images)
     result = {
         "target": description,
         "threshold": threshold,
         "seed": seed,
         "reference": f"{len(mnist.x_test)} test images",
         "classifier": {k: record.get(k) for k in ("command", "test_accuracy", "uniform_noise_called_a_digit")},
-        "samples": score(classify(classifier, images), reference, threshold, seed),
+        "samples": score(view, reference, threshold, seed),
         "real": _ceiling(data, len(images), seed, threshold),
     }
+    if ten_class_thresholds:
+        result["samples"]["ten_class_acceptable"] = {f"{t:g}": ten_class_acceptable(view.probs, t)
+                                                     for t in ten_class_thresholds}
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 

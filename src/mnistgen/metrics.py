@@ -77,6 +77,15 @@ def acceptable_share(probs: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) 
     return float(((label != NOT_A_DIGIT) & (top >= threshold)).double().mean())
 
 
+def ten_class_acceptable(probs: torch.Tensor, threshold: float) -> float:
+    """The share a plain 10-class softmax classifier would accept at ``threshold``: the digit
+    probabilities renormalised, so that, like the seeds' classifiers, it has no "not a digit" answer
+    and must call even noise some digit."""
+    digits = probs[:, :NOT_A_DIGIT]
+    top = digits.max(1).values / digits.sum(1).clamp_min(1e-12)
+    return float((top >= threshold).double().mean())
+
+
 def class_histogram(probs: torch.Tensor) -> list[float]:
     """Shares of digits 0-9 among the samples whose top class is a digit."""
     label = probs.argmax(1)

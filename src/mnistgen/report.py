@@ -64,7 +64,7 @@ class ModelResult:
     figures: dict[str, Path] = field(default_factory=dict)
 
 
-def _stage(i: int, total: int, text: str) -> None:
+def stage(i: int, total: int, text: str) -> None:
     print(f"[{i}/{total}] {text}", flush=True)
 
 
@@ -89,6 +89,14 @@ def obtain_run(entry: str, out: Path, minutes: float | None, epochs: int | None,
     run_dir = out / "runs" / (entry if epochs is None else f"{entry}-{epochs}ep")
     summary = start_run(cfg, RunOptions(out=str(run_dir), seed=seed, data=data, max_minutes=minutes))
     return run_dir, label, summary, "trained now"
+
+
+def load_result(label: str, run_dir: Path, summary: dict, scores: dict, origin: str) -> ModelResult:
+    """A finished run's config and model info, with its scores, ready for tables and figures."""
+    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    run_config.pop("run", None)
+    return ModelResult(label, run_dir, Config.from_dict(run_config), summary,
+                       json.loads((run_dir / "model_info.json").read_text()), scores, origin)
 
 
 def one_per_class(labels: torch.Tensor, count: int = 10) -> torch.Tensor:
@@ -165,7 +173,7 @@ def model_figures(result: ModelResult, figures: Path, data: str | None, seed: in
                                                      figures / f"{slug}_interpolation.png")
 
 
-def _number(value: float | None, fmt: str = "{:.3f}") -> str:
+def format_number(value: float | None, fmt: str = "{:.3f}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
@@ -199,7 +207,7 @@ def _metric_finding(results: list[ModelResult], title: str, key: str, better: Ca
                     lambda a, b: abs(value(a) - value(b)) <= TIE_SIGMAS * math.hypot(spread(a), spread(b)),
                     lambda r: f"{r.label} {value(r):.3f} ± {spread(r):.3f}",
                     lambda tied: f"gaps within {TIE_SIGMAS:g} standard deviations of the difference",
-                    f"real data: {_number(scored[0].scores['real'][key])}")
+                    f"real data: {format_number(scored[0].scores['real'][key])}")
 
 
 def _on_budget(r: ModelResult) -> bool:
@@ -232,7 +240,7 @@ def findings(results: list[ModelResult]) -> list[str]:
 # ------------------------------------------------------------------------------- writing
 
 
-def _table(results: list[ModelResult]) -> tuple[list[str], list[list[str]]]:
+def results_table(results: list[ModelResult]) -> tuple[list[str], list[list[str]]]:
     header = ["model", "family", "parameters", "lines of code", "training time", "device", "epochs",
               *[c[0] for c in METRIC_COLUMNS]]
     rows = []
@@ -242,15 +250,15 @@ def _table(results: list[ModelResult]) -> tuple[list[str], list[list[str]]]:
                      f"{r.info['lines_of_code_physical']:,}" if "lines_of_code_physical" in r.info
                      else f"{r.info['model_lines_of_code']} + {r.info['trainer_lines_of_code']}",
                      f"{r.summary['training_seconds']:.0f} s", r.summary["device"], str(r.summary["epochs_completed"]),
-                     *[_number(s[key], fmt) for _, key, fmt in METRIC_COLUMNS]])
+                     *[format_number(s[key], fmt) for _, key, fmt in METRIC_COLUMNS]])
     if results:
         real = results[0].scores["real"]
         rows.append(["real training images (ceiling)", "-", "-", "-", "-", "-", "-",
-                     *[_number(real[key], fmt) for _, key, fmt in METRIC_COLUMNS]])
+                     *[format_number(real[key], fmt) for _, key, fmt in METRIC_COLUMNS]])
     return header, rows
 
 
-def _render(blocks: list[tuple], out: Path) -> tuple[str, str]:
+def render(blocks: list[tuple], out: Path) -> tuple[str, str]:
     """Blocks -> (markdown, html). Kinds: ("h1"|"h2"|"h3", text), ("p", text), ("ul", [items]),
     ("table", header, rows), ("img", path, caption)."""
     md, body = [], []
@@ -307,29 +315,26 @@ def build_report(entries: list[str], out: Path, quick: bool = False, minutes: fl
         path = Path(entry)
         what = ("reusing" if (path / "summary.json").is_file() else "resuming") if path.is_dir() else "training"
         budget = f" for up to {minutes:g} minutes" if minutes and what != "reusing" else ""
-        _stage(2 * i + 1, total, f"{what} {entry}{f' for {e} epochs' if e else ''}{budget}")
+        stage(2 * i + 1, total, f"{what} {entry}{f' for {e} epochs' if e else ''}{budget}")
         run_dir, label, summary, origin = obtain_run(entry, out, minutes, e, data, seed)
-        _stage(2 * i + 2, total, f"evaluating {label} on {n:,} samples and drawing its figures")
-        run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        run_config.pop("run", None)
-        result = ModelResult(label, run_dir, Config.from_dict(run_config), summary,
-                             json.loads((run_dir / "model_info.json").read_text()),
-                             evaluate(run_dir, n=n, seed=seed, data=data, name=_relative(run_dir, out)), origin)
+        stage(2 * i + 2, total, f"evaluating {label} on {n:,} samples and drawing its figures")
+        result = load_result(label, run_dir, summary, evaluate(run_dir, n=n, seed=seed, data=data,
+                                                               name=relative_path(run_dir, out)), origin)
         model_figures(result, out / "figures", data, seed)
         results.append(result)
-    _stage(total, total, "writing report.md and report.html")
+    stage(total, total, "writing report.md and report.html")
     blocks = _blocks(results, n, out, epochs)
-    md, page = _render(blocks, out)
+    md, page = render(blocks, out)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "results.json", json.dumps(
-        [{"model": r.label, "run": _relative(r.run_dir, out), "obtained": r.origin, "summary": r.summary,
+        [{"model": r.label, "run": relative_path(r.run_dir, out), "obtained": r.origin, "summary": r.summary,
           "model_info": r.info, "scores": r.scores} for r in results], indent=2) + "\n")
     print(f"report: {out / 'report.md'} and {out / 'report.html'} ({time.perf_counter() - started:.0f} s)")
     return out / "report.md"
 
 
-def _relative(path: Path, out: Path) -> str:
+def relative_path(path: Path, out: Path) -> str:
     """``path`` as seen from the report folder: a report names no folder of the machine it ran on."""
     return Path(os.path.relpath(path, out)).as_posix()
 
@@ -346,7 +351,7 @@ def _blocks(results: list[ModelResult], n: int, out: Path, epochs: list[int] | N
               f"10,000 test images. Lines of code: physical lines, blank and comment lines included (as report 000 "
               f"counts its notebook cells), of the model's and trainer's modules with their bases and the preset. "
               f"{SEED_000_ACCEPTABLE.format(n=n, threshold=threshold)}"),
-        ("h2", "Comparison"), ("table", *_table(results)),
+        ("h2", "Comparison"), ("table", *results_table(results)),
         ("h2", "Findings"),
         ("p", f"± is each metric's spread: {spread_note(n, seed)}. A finding names a "
               f"winner only where its lead exceeds {TIE_SIGMAS:g} standard deviations of the difference (the two "
@@ -355,13 +360,13 @@ def _blocks(results: list[ModelResult], n: int, out: Path, epochs: list[int] | N
         ("ul", findings(results)),
     ]
     if epochs and len(epochs) > 1:
-        blocks += _training_length_study(results, out)
+        blocks += training_length_study(results, out)
     for r in results:
         blocks.append(("h2", r.label))
         blocks.append(("p", f"{r.cfg.description} Trained {r.summary['training_seconds']:.0f} s on "
                             f"{r.summary['device']}, {r.summary['epochs_completed']} epochs "
                             f"({r.summary['steps']} steps, stopped by {r.summary['stop_reason']}); {r.origin}, "
-                            f"run folder {_relative(r.run_dir, out)} (relative to this report)."))
+                            f"run folder {relative_path(r.run_dir, out)} (relative to this report)."))
         captions = {"samples": "100 samples", "losses": "loss curves", "progress": "training progress (fixed noise)",
                     "classifier": "generated vs real digits with class probabilities",
                     "latent": "latent space of test images", "manifold": "2-D latent manifold",
@@ -372,9 +377,10 @@ def _blocks(results: list[ModelResult], n: int, out: Path, epochs: list[int] | N
     return blocks
 
 
-def _training_length_study(results: list[ModelResult], out: Path) -> list[tuple]:
-    """Seed 002's question: how do the latent space and the digits change with more epochs?"""
-    blocks: list[tuple] = [("h2", "Training length")]
+def training_length_study(results: list[ModelResult], out: Path) -> list[tuple]:
+    """Seed 002's question: how do the latent space and the digits change with more epochs?
+    (Nothing, not even the heading, when no preset was trained for several lengths.)"""
+    blocks: list[tuple] = []
     by_preset: dict[str, list[ModelResult]] = {}
     for r in results:
         by_preset.setdefault(r.cfg.preset, []).append(r)
@@ -383,14 +389,14 @@ def _training_length_study(results: list[ModelResult], out: Path) -> list[tuple]
             continue
         # Labels say what was asked and what was done (a time budget may stop a run early).
         labels = [f"{r.label}: {r.summary['epochs_completed']} epochs done" for r in group]
-        for key, what in (("samples", "samples"), ("latent", "latent space")):
+        for key, what in (("samples", "samples"), ("latent", "latent space"), ("manifold", "2-D latent manifold")):
             if all(key in r.figures for r in group):
                 pictures = {label: mpimg.imread(r.figures[key]) for label, r in zip(labels, group)}
                 path = plots.labelled_grids(pictures, f"{preset}: {what} after more training",
                                             out / "figures" / f"{preset}_study_{key}.png")
                 blocks.append(("img", path, f"{preset}: {what} by training length"))
-        rows = [[label, *[_number(r.scores["samples"][key], fmt) for _, key, fmt in METRIC_COLUMNS]]
+        rows = [[label, *[format_number(r.scores["samples"][key], fmt) for _, key, fmt in METRIC_COLUMNS]]
                 for label, r in zip(labels, group)]
         blocks.append(("table", ["training", *[c[0] for c in METRIC_COLUMNS]], rows))
-    return blocks
+    return [("h2", "Training length")] + blocks if blocks else []
 

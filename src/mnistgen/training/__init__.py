@@ -57,7 +57,8 @@ def start_run(cfg: Config, opts: RunOptions) -> dict[str, Any]:
         lock.release()
 
 
-def _refuse_changes(run: dict[str, Any], given: dict[str, Any], out: Path) -> None:
+def refuse_changes(run: dict[str, Any], given: dict[str, Any], out: Path) -> None:
+    """Refuse an option (e.g. ``{"--seed": 1}``) whose value differs from the one the run was made with."""
     for option, value in given.items():
         if value is None:
             continue
@@ -87,7 +88,7 @@ def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progres
         if preset and preset != cfg.preset:
             raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {preset!r}")
         run = state["run"]
-        _refuse_changes(run, {"--seed": seed, "--subset": subset, "--data": data}, out)
+        refuse_changes(run, {"--seed": seed, "--subset": subset, "--data": data}, out)
         for item in overrides:
             key = item.partition("=")[0].strip().removeprefix("train.")
             if key.startswith("model_args.") or key in FIXED_ON_RESUME:
@@ -111,5 +112,5 @@ def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progres
         return trainer.run()
 
 
-__all__ = ["RunOptions", "Trainer", "make_trainer", "start_run", "resume_run", "read_metrics", "resolve_device",
-           "TRAINERS"]
+__all__ = ["RunOptions", "Trainer", "make_trainer", "start_run", "resume_run", "refuse_changes", "read_metrics",
+           "resolve_device", "TRAINERS"]

@@ -1,0 +1,404 @@
+"""``mnistgen reproduce``: train every system of a seed report to its recipe (or for up to a time cap),
+score it like ``mnistgen evaluate``, and write a report whose first table sets the seed report's own
+numbers (``mnistgen/seeds/NNN.yaml``) beside ours with a verdict per system, followed by the seed
+report's own study drawn from our runs.
+
+Runs already in the output folder are reused, or continued where a cap or a kill stopped them, never
+retrained: a reproduction can be finished over several sittings, each with a larger ``--max-minutes``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.image as mpimg
+
+from . import plots
+from .checkpoint import load_checkpoint
+from .claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims, seed_numbers
+from .config import Config, apply_overrides, load_preset
+from .errors import ConfigError, MnistgenError
+from .evaluation import check_options, evaluate
+from .fileio import atomic_write_text
+from .metrics import DEFAULT_THRESHOLD, spread_note
+from .report import (ModelResult, findings, format_number, load_result, model_figures, relative_path, render,
+                     results_table, stage, training_length_study)
+from .runfolder import RunFolderLock
+from .training import RunOptions, refuse_changes, resolve_device, resume_run, start_run
+
+MARKER = "reproduction.json"  # what the folder was made with; a later sitting must match it
+# Shown beside a seed's systems though no report trained them: 004's failed WGAN next to one that trains.
+OURS_BESIDE = {"004": ("wgan-gp",)}
+# Agreement margins. Acceptable shares: 5 points plus twice our spread (the reports' own numbers come
+# from a few images and carry more noise than that). IS and parameter counts: relative.
+ACCEPTABLE_MARGIN = 0.05
+IS_MARGIN = 0.10
+PARAMETER_MARGIN = 0.05
+# Where a report states no threshold: what a plain 10-class classifier accepts at even odds, to show
+# how lenient a rule without a "not a digit" answer is next to ours.
+LENIENT_THRESHOLD = 0.5
+FIGURE_CAPTIONS = {"losses": "loss curves", "latent": "latent space of test images", "manifold": "2-D latent manifold"}
+
+
+@dataclass
+class Reproduced:
+    """One system as we trained it: its run's result and how far it got through its recipe."""
+
+    system: SeedSystem
+    result: ModelResult
+    recipe_epochs: int
+    cap_minutes: float | None
+
+    @property
+    def epochs_done(self) -> float:
+        s = self.result.summary
+        return s["training_seconds"] / s["seconds_per_epoch"] if s["seconds_per_epoch"] else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.result.summary["epochs_completed"] >= self.recipe_epochs
+
+    @property
+    def projected_seconds(self) -> float:
+        return self.result.summary["seconds_per_epoch"] * self.recipe_epochs
+
+
+@dataclass
+class Row:
+    """One row of the claims table: a report's claims about a system, against our run of it."""
+
+    claims: SeedClaims
+    run: Reproduced
+    verdict: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+
+def parse_seeds(names: list[str]) -> list[str]:
+    known = seed_numbers()
+    if not names:
+        raise ConfigError(f"name the seed reports to reproduce: {', '.join(known)} or all")
+    picked: list[str] = []
+    for name in names:
+        for seed in known if name == "all" else [name]:
+            if seed not in known:
+                raise ConfigError(f"SEED {name!r} is not a seed report; choose from {', '.join(known)} or all")
+            if seed not in picked:
+                picked.append(seed)
+    return picked
+
+
+def _open_folder(out: Path, settings: dict) -> None:
+    """Make ``out`` or check that it is a reproduction made with the same seed, subset and data
+    (its runs were trained with them, so mixing would compare unlike things)."""
+    if out.exists() and not out.is_dir():
+        raise MnistgenError(f"--out {out} is a file; it must name a folder")
+    marker = out / MARKER
+    if marker.is_file():
+        stored = json.loads(marker.read_text())
+        for key, value in settings.items():
+            if stored.get(key) != value:
+                raise MnistgenError(f"--{key} {value} differs from the {stored.get(key)} that {out} was made with; "
+                                    f"use another --out to reproduce with other settings")
+        return
+    if out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
+        raise MnistgenError(f"--out {out} holds files but no {MARKER}: it is not a reproduction folder")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(settings, indent=2) + "\n")
+
+
+def _system_config(system: SeedSystem, switches: list[str]) -> Config:
+    return apply_overrides(load_preset(system.preset), system.set_args() + switches)
+
+
+def obtain_system_run(system: SeedSystem, run_dir: Path, cap_minutes: float | None, opts: RunOptions,
+                      switches: list[str]) -> tuple[dict, str]:
+    """Train ``system`` into ``run_dir``, or reuse / continue the run already there, so that it ends
+    with its recipe's epochs or ``cap_minutes`` of training in all (over every sitting)."""
+    cfg = _system_config(system, switches)
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return start_run(cfg, RunOptions(**{**opts.__dict__, "out": str(run_dir), "max_minutes": cap_minutes})), \
+            "trained now"
+    state = load_checkpoint(last, expect_preset=system.preset)
+    refuse_changes(state["run"], {"--seed": opts.seed, "--subset": opts.subset, "--data": opts.data}, run_dir)
+    summary_file = run_dir / "summary.json"
+    left = None if cap_minutes is None else cap_minutes * 60 - state["elapsed"]
+    if summary_file.is_file() and (state["complete"] or (left is not None and left < 1)):
+        return json.loads(summary_file.read_text()), "reused a finished run"
+    # An interrupted run, or a capped one given more time: continue it (never past the cap in all).
+    summary = resume_run(run_dir, max_minutes=None if left is None else max(left, 1) / 60,
+                         progress=opts.progress, overrides=switches, device=opts.device,
+                         seed=opts.seed, subset=opts.subset, data=opts.data)
+    return summary, "continued an earlier run"
+
+
+def scored_result(system: SeedSystem, run_dir: Path, summary: dict, origin: str, out: Path, n: int, seed: int,
+                  data: str | None, thresholds: tuple[float, ...]) -> ModelResult:
+    """The run's result with ``evaluate``'s scores and its figures. Both are kept (``out/scores``)
+    and reused while the run is unchanged, so a later sitting only evaluates what trained since."""
+    key = {"n": n, "seed": seed, "steps": summary["steps"], "thresholds": list(thresholds)}
+    path = out / "scores" / f"{system.id}.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        figures = {name: out / file for name, file in stored.get("figures", {}).items()}
+        if stored.get("key") == key and all(f.is_file() for f in figures.values()):
+            result = load_result(system.id, run_dir, summary, stored["scores"], origin)
+            result.figures = figures
+            return result
+    scores = evaluate(run_dir, n=n, seed=seed, data=data, name=relative_path(run_dir, out),
+                      ten_class_thresholds=thresholds)
+    result = load_result(system.id, run_dir, summary, scores, origin)
+    model_figures(result, out / "figures", data, seed)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_text(path, json.dumps({"key": key, "scores": scores, "figures": {
+        name: relative_path(file, out) for name, file in result.figures.items()}}, indent=2) + "\n")
+    return result
+
+
+# ------------------------------------------------------------------------------ verdicts
+
+
+def ten_class_rule(claims: SeedClaims, run: Reproduced) -> tuple[float, float]:
+    """(threshold, share): what a plain 10-class softmax classifier, like the reports' own, accepts of
+    our samples at the report's threshold, or at a lenient 0.5 where the report states none."""
+    threshold = LENIENT_THRESHOLD if claims.threshold is None else claims.threshold
+    return threshold, run.result.scores["samples"]["ten_class_acceptable"][f"{threshold:g}"]
+
+
+def our_count(info: dict, part: str | None) -> int:
+    """Our parameter count as the Keras reports count (moving averages of batch norm included), of
+    the whole model or of the half (``part``) a report counted."""
+    return info[f"{part}_parameters_keras_style" if part else "parameters_keras_style"]
+
+
+def _part(claim: Claim) -> str:
+    return f" ({claim.part} only)" if claim.part else ""
+
+
+def judge(row: Row) -> None:
+    """Set ``row.verdict`` (reproduced / differs / partial / no number to compare) and its reasons,
+    each from a measured number."""
+    run, claims, said = row.run, row.claims, row.run.system.claims
+    samples, info = run.result.scores["samples"], run.result.info
+    agree: list[bool] = []
+    if not run.complete:
+        row.reasons.append(
+            f"{run.epochs_done:.1f} of {run.recipe_epochs} epochs in {run.result.summary['training_seconds']:.0f} s "
+            f"(cap {run.cap_minutes:g} min); the full recipe would take about {_duration(run.projected_seconds)} on "
+            f"{run.result.summary['device']} at the measured {run.result.summary['seconds_per_epoch']:.0f} s/epoch")
+    if said["parameters"].value:
+        claimed, ours = said["parameters"].value, our_count(info, said["parameters"].part)
+        ok = abs(ours / claimed - 1) <= PARAMETER_MARGIN
+        agree.append(ok)
+        if not ok:
+            row.reasons.append(f"parameters{_part(said['parameters'])}: ours {ours:,} vs the report's {claimed:,} "
+                               f"({ours / claimed - 1:+.0%}) for the architecture it describes")
+    if said["acceptable"].value is not None:
+        claimed = said["acceptable"].value
+        threshold, ten_class = ten_class_rule(claims, run)
+        if claims.threshold is not None:
+            ours = ten_class
+            rule = (f"a 10-class softmax at p >= {threshold:g} (the report's rule; ours, which may also say "
+                    f"'not a digit', gives {samples['acceptable']:.3f})")
+        else:
+            ours = samples["acceptable"]
+            rule = (f"our rule (a digit class at p >= {DEFAULT_THRESHOLD:g}; the report states no threshold, and a "
+                    f"plain 10-class softmax at p >= {threshold:g} would accept {ten_class:.3f})")
+        margin = ACCEPTABLE_MARGIN + 2 * samples["spread"]["acceptable"]
+        ok = abs(ours - claimed) <= margin
+        agree.append(ok)
+        if not ok:
+            row.reasons.append(f"acceptable: ours {ours:.3f} with {rule} vs the report's {claimed:.2f}, "
+                               f"{'higher' if ours > claimed else 'lower'} by more than {margin:.3f}")
+    if said["inception_score"].value is not None and samples["inception_score"] is not None:
+        claimed, ours = said["inception_score"].value, samples["inception_score"]
+        ok = abs(ours / claimed - 1) <= IS_MARGIN
+        agree.append(ok)
+        if not ok:
+            row.reasons.append(f"IS: ours {ours:.2f} vs the report's {claimed:.2f} (both over 10 digit classes, "
+                               f"but with different MNIST classifiers)")
+    if said["fid"].value is not None and samples["fid"] is not None:
+        row.reasons.append(f"FID not judged: the report's {said['fid'].value:g} and our {samples['fid']:.2f} are "
+                           f"distances in different feature spaces (see the claims file's note)")
+    if not run.complete:
+        row.verdict = "partial"
+    elif not agree:
+        row.verdict = "no number to compare"
+    else:
+        row.verdict = "reproduced" if all(agree) else "differs"
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+def _claimed(claim: Claim, fmt: str = "{}") -> str:
+    if claim.value is None:
+        return "-"
+    return fmt.format(claim.value) if isinstance(claim.value, (int, float)) else str(claim.value)
+
+
+def claims_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    header = ["report", "system", "time: claimed", "time: ours", "epochs: ours / recipe", "parameters: claimed / ours",
+              "lines of code: claimed / ours", "acceptable: claimed", "acceptable: ours, 10-class softmax",
+              "acceptable: ours, our rule", "IS: claimed / ours", "FID: claimed / ours", "verdict"]
+    body = []
+    for row in rows:
+        said, run = row.run.system.claims, row.run
+        s, summary = run.result.scores["samples"], run.result.summary
+        hardware = said["training_seconds"].hardware or row.claims.hardware.value
+        claimed_time = "-" if said["training_seconds"].value is None else \
+            _duration(said["training_seconds"].value) + (f" ({hardware})" if hardware else "")
+        ours_time = f"{_duration(summary['training_seconds'])} ({summary['device']})"
+        if not run.complete:
+            ours_time += f"; full ≈ {_duration(run.projected_seconds)}"
+        threshold, ten_class = ten_class_rule(row.claims, run)
+        body.append([
+            row.claims.seed, row.run.system.label, claimed_time, ours_time,
+            f"{run.epochs_done:.1f} / {run.recipe_epochs}" if not run.complete else f"{run.recipe_epochs} / {run.recipe_epochs}",
+            f"{_claimed(said['parameters'], '{:,}')} / {our_count(run.result.info, said['parameters'].part):,}"
+            f"{_part(said['parameters'])}",
+            f"{_claimed(said['lines_of_code'])} / {run.result.info.get('lines_of_code_physical', '-')}",
+            _claimed(said["acceptable"], "{:.2f}"),
+            f"{ten_class:.3f} (p >= {threshold:g}{'' if row.claims.threshold else '; no rule stated'})",
+            f"{format_number(s['acceptable'])} ± {s['spread']['acceptable']:.3f}",
+            f"{_claimed(said['inception_score'], '{:.2f}')} / {format_number(s['inception_score'], '{:.2f}')}",
+            f"{_claimed(said['fid'], '{:g}')} / {format_number(s['fid'], '{:.2f}')}",
+            row.verdict,
+        ])
+    return header, body
+
+
+def size_by_loss_table(results: list[ModelResult]) -> list[tuple]:
+    """Report 003's 2 x 2 study: the generator's width against the loss, for the GANs of one model
+    trained with at least two of each; acceptable and FID in each cell."""
+    cells = {(r.cfg.model_args["width"], r.cfg.train.loss): r for r in results
+             if r.cfg.family == "gan" and "width" in r.cfg.model_args}
+    widths, losses = sorted({w for w, _ in cells}), sorted({loss for _, loss in cells})
+    if len(widths) < 2 or len(losses) < 2 or len({r.cfg.model for r in cells.values()}) > 1:
+        return []
+
+    def cell(r: ModelResult | None) -> str:
+        return "-" if r is None else (f"acceptable {format_number(r.scores['samples']['acceptable'])}, "
+                                      f"FID {format_number(r.scores['samples']['fid'], '{:.2f}')} "
+                                      f"({r.summary['epochs_completed']} epochs)")
+
+    rows = [[f"generator width x{w}", *[cell(cells.get((w, loss))) for loss in losses]] for w in widths]
+    return [("h3", "Generator size against loss"), ("table", ["", *[f"loss: {loss}" for loss in losses]], rows)]
+
+
+def _seed_blocks(claims: SeedClaims, rows: list[Row], extra: list[Reproduced], out: Path) -> list[tuple]:
+    """The seed report's own study, from our runs: its systems (and ours beside them) compared."""
+    runs = [row.run for row in rows] + extra
+    results = [r.result for r in runs]
+    blocks: list[tuple] = [
+        ("h2", f"Report {claims.seed}: {claims.title}"),
+        ("p", f"Source: shared/seeds/{claims.source}. The report's study: {claims.study} "
+              f"How it counts an acceptable digit: {(claims.acceptable_rule.value or 'not stated').rstrip('.')}."),
+        ("ul", [f"{row.run.system.label} ({row.run.system.id}): {row.verdict}"
+                + (f"; {'; '.join(row.reasons)}" if row.reasons else "") for row in rows]
+         + [f"{r.system.label} ({r.system.id}): ours, shown beside the report's systems" for r in extra]),
+        ("table", *results_table(results)),
+        ("ul", findings(results)),
+    ]
+    pictures = {f"{r.system.id}\n{r.epochs_done:.1f} of {r.recipe_epochs} epochs":
+                mpimg.imread(r.result.figures["samples"]) for r in runs}
+    path = plots.labelled_grids(pictures, f"Report {claims.seed}: 100 samples of each system",
+                                out / "figures" / f"report{claims.seed}_samples.png")
+    blocks.append(("img", path, f"report {claims.seed}: samples of each system side by side"))
+    study = training_length_study(results, out)  # 002: one preset after 5, 10 and 30 epochs
+    blocks += study + size_by_loss_table(results)  # 003
+    for r in runs:
+        # The training-length study already shows the latent figures side by side.
+        keys = ("losses",) if study else ("losses", "latent", "manifold")
+        blocks += [("img", r.result.figures[key], f"{r.system.id}: {FIGURE_CAPTIONS[key]}")
+                   for key in keys if key in r.result.figures]
+    return blocks
+
+
+def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: int = 10_000,
+              data: str | None = None, seed: int = 0, subset: int | None = None, device: str = "auto",
+              amp: bool = False, compile: bool = False, progress: bool = True) -> Path:
+    """Reproduce the seed reports ``names`` into ``out``; returns the path of report.md."""
+    seeds = parse_seeds(names)
+    check_options(n)
+    every = {s: load_claims(s) for s in seeds}
+    for claims in every.values():  # a bad preset or setting fails before anything trains
+        for system in claims.systems:
+            _system_config(system, [])
+    resolve_device(device)  # e.g. --device cuda without CUDA: refused before the folder is made
+    _open_folder(out, {"seed": seed, "subset": subset, "data": data and str(Path(data).resolve())})
+    switches = [f"{flag}=on" for flag, on in (("amp", amp), ("compile", compile)) if on]
+    opts = RunOptions(out="", seed=seed, device=device, subset=subset, data=data, progress=progress)
+    thresholds = tuple(sorted({LENIENT_THRESHOLD if c.threshold is None else c.threshold for c in every.values()}))
+    # One run per system id: reports 000 and 001 describe the same two systems.
+    systems: dict[str, SeedSystem] = {}
+    for s, claims in every.items():
+        for system in claims.systems:
+            systems.setdefault(system.id, system)
+        for preset in OURS_BESIDE.get(s, ()):
+            systems.setdefault(preset, SeedSystem(preset, preset, {}, f"ours: {preset}",
+                                                  {k: Claim(None, None) for k in CLAIM_KEYS}))
+    started = time.perf_counter()
+    runs: dict[str, Reproduced] = {}
+    total = len(systems) + 1
+    with RunFolderLock(out):
+        for i, (sid, system) in enumerate(systems.items(), start=1):
+            cap = f" (at most {max_minutes:g} min of training in all)" if max_minutes else ""
+            stage(i, total, f"{sid}: training, or reusing what {out / 'runs' / sid} holds{cap}")
+            run_dir = out / "runs" / sid
+            summary, origin = obtain_system_run(system, run_dir, max_minutes, opts, switches)
+            result = scored_result(system, run_dir, summary, origin, out, n, seed, data, thresholds)
+            runs[sid] = Reproduced(system, result, result.cfg.train.epochs, max_minutes)
+        stage(total, total, "writing report.md and report.html")
+        rows = [Row(claims, runs[system.id]) for claims in every.values() for system in claims.systems]
+        for row in rows:
+            judge(row)
+        blocks = _blocks(every, rows, runs, out, n, seed, max_minutes)
+        md, page = render(blocks, out)
+        atomic_write_text(out / "report.md", md)
+        atomic_write_text(out / "report.html", page)
+        atomic_write_text(out / "results.json", json.dumps(
+            [{"report": row.claims.seed, "system": row.run.system.id, "preset": row.run.system.preset,
+              "overrides": row.run.system.overrides, "verdict": row.verdict, "reasons": row.reasons,
+              "claims": {k: vars(c) for k, c in row.run.system.claims.items()},
+              "run": relative_path(row.run.result.run_dir, out), "obtained": row.run.result.origin,
+              "summary": row.run.result.summary, "model_info": row.run.result.info,
+              "scores": row.run.result.scores} for row in rows], indent=2) + "\n")
+    print(f"report: {out / 'report.md'} and {out / 'report.html'} ({time.perf_counter() - started:.0f} s)")
+    return out / "report.md"
+
+
+def _blocks(every: dict[str, SeedClaims], rows: list[Row], runs: dict[str, Reproduced], out: Path, n: int,
+            seed: int, max_minutes: float | None) -> list[tuple]:
+    cap = (f"each system trained for its recipe's epochs or {max_minutes:g} minutes of training, whichever came "
+           f"first (a capped system is 'partial', with the time its full recipe would take)") if max_minutes \
+        else "each system trained for its recipe's epochs"
+    blocks: list[tuple] = [
+        ("h1", f"Reproduction of seed report{'s' if len(every) > 1 else ''} {', '.join(every)}"),
+        ("p", f"Written {time.strftime('%Y-%m-%d %H:%M')}; {cap}. Each report's numbers are quoted in "
+              f"mnistgen/seeds/NNN.yaml with the sentence they come from. Ours: {n:,} samples per system, sampling "
+              f"seed {seed}, ± the spread ({spread_note(n, seed)}). '10-class softmax': what a plain 10-class "
+              f"classifier like the reports' (ours, renormalised over the 10 digits) accepts at the report's "
+              f"threshold, or at {LENIENT_THRESHOLD:g} where the report states none; 'our rule': "
+              f"the reference classifier's digit classes at p >= {DEFAULT_THRESHOLD:g}, where it may also say "
+              f"'not a digit'. Verdicts: reproduced (every number the report states that we can measure agrees: "
+              f"parameters within {PARAMETER_MARGIN:.0%}, IS within {IS_MARGIN:.0%}, acceptable within "
+              f"{ACCEPTABLE_MARGIN:.2f} + 2 spreads), differs (the reasons say by how much), partial (capped before "
+              f"the recipe's end), no number to compare. Times are not judged: the reports trained on other hardware."),
+        ("h2", "The reports' claims beside ours"),
+        ("table", *claims_table(rows)),
+    ]
+    for claims in every.values():
+        extra = [runs[p] for p in OURS_BESIDE.get(claims.seed, ())]
+        blocks += _seed_blocks(claims, [r for r in rows if r.claims is claims], extra, out)
+    return blocks
+

@@ -1,0 +1,148 @@
+"""``mnistgen reproduce``: one row per system, runs reused or continued (never retrained), the
+folder's settings kept, and verdicts that follow the measured numbers."""
+
+import json
+
+import pytest
+
+from mnistgen.claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims
+from mnistgen.cli import main
+from mnistgen.config import load_preset
+from mnistgen.report import ModelResult
+from mnistgen.reproduce import Reproduced, Row, judge, obtain_system_run, parse_seeds, size_by_loss_table
+from mnistgen.training import RunOptions
+
+
+def claims_rows(report_md: str, seed: str) -> list[str]:
+    return [line for line in report_md.splitlines() if line.startswith(f"| {seed} |")]
+
+
+def test_reproduce_002_writes_a_row_per_system_then_reuses_them(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "repro"
+    common = ["reproduce", "002", "--data", str(tiny_npz), "-n", "20", "--out", str(out), "--no-progress"]
+    assert main(common) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert [r["system"] for r in first] == [s.id for s in load_claims("002").systems]
+    assert [r["summary"]["epochs_completed"] for r in first] == [5, 10, 30]
+    assert {r["obtained"] for r in first} == {"trained now"}
+    report = (out / "report.md").read_text()
+    assert len(claims_rows(report, "002")) == 3
+    assert "## Training length" in report and "2-D latent manifold" in report
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    checkpoints = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("last.pt")}
+    scores = {p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")}
+    # A second sitting: nothing left to train or to score.
+    assert main(common) == 0
+    second = json.loads((out / "results.json").read_text())
+    assert {r["obtained"] for r in second} == {"reused a finished run"}
+    assert [r["scores"] for r in second] == [r["scores"] for r in first]
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("last.pt")} == checkpoints
+    assert {p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")} == scores
+    capsys.readouterr()
+    # Another training seed would mix unlike runs in one table: refused, nothing changed.
+    assert main(common + ["--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed 1 differs" in err
+    assert json.loads((out / "results.json").read_text()) == second
+
+
+def test_a_capped_system_continues_in_a_later_sitting_up_to_its_cap_in_all(tmp_path, tiny_npz):
+    system = load_claims("002").systems[0]  # 5 epochs of one step each on 40 images
+    run_dir = tmp_path / "run"
+    opts = RunOptions(out="", data=str(tiny_npz), progress=False)
+    summary, origin = obtain_system_run(system, run_dir, 0.0001, opts, [])  # stops after its first epoch
+    assert origin == "trained now" and summary["stop_reason"] == "time budget"
+    assert summary["epochs_completed"] < 5
+    # The same cap again: it was used up, so the run is left as it is.
+    again, origin = obtain_system_run(system, run_dir, 0.0001, opts, [])
+    assert origin == "reused a finished run" and again == summary
+    # No cap: it goes on from its checkpoint to the recipe's end.
+    summary, origin = obtain_system_run(system, run_dir, None, opts, [])
+    assert origin == "continued an earlier run" and summary["epochs_completed"] == 5
+    assert obtain_system_run(system, run_dir, None, opts, [])[1] == "reused a finished run"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["007"], "SEED '007' is not a seed report"),
+    (["002", "--max-minutes", "0"], "--max-minutes"),
+    (["002", "-n", "1"], "-n must be at least 2"),
+])
+def test_bad_reproduce_options_are_one_line_errors(args, message, tmp_path, capsys):
+    assert main(["reproduce", *args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_refuses_a_folder_that_is_not_a_reproduction(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["reproduce", "002", "--out", str(tmp_path)]) == 2
+    assert "not a reproduction folder" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_all_means_every_seed_report_once():
+    assert parse_seeds(["all"]) == ["000", "001", "002", "003", "004"]
+    assert parse_seeds(["003", "000", "003"]) == ["003", "000"]
+
+
+# ------------------------------------------------------------------------------ verdicts
+
+
+def row(tmp_path, *, acceptable=0.9, ten_class=0.95, parameters=1000, claimed_acceptable=0.9, threshold=0.5,
+        claimed_parameters=1000, epochs_done=5, part=None) -> Row:
+    """A claims-table row with made-up numbers (the verdict logic, without training)."""
+    claims = {k: Claim(None, None) for k in CLAIM_KEYS}
+    claims["acceptable"] = Claim(claimed_acceptable, "q")
+    claims["parameters"] = Claim(claimed_parameters, "q", part=part)
+    system = SeedSystem("s", "mlp-vae-2d-seed002", {}, "a system", claims)
+    seed = SeedClaims("002", "002_x.txt", "t", Claim(None, None), Claim("rule", "q"), threshold, "study", (system,))
+    info = {"parameters_keras_style": parameters, "generator_parameters_keras_style": parameters // 2}
+    scores = {"samples": {"acceptable": acceptable, "spread": {"acceptable": 0.005}, "inception_score": None,
+                          "fid": None, "ten_class_acceptable": {f"{threshold or 0.5:g}": ten_class}}}
+    summary = {"epochs_completed": epochs_done, "training_seconds": 10.0 * epochs_done, "seconds_per_epoch": 10.0,
+               "device": "cpu"}
+    result = ModelResult("s", tmp_path, load_preset("mlp-vae-2d-seed002"), summary, info, scores)
+    r = Row(seed, Reproduced(system, result, recipe_epochs=5, cap_minutes=1.0))
+    judge(r)
+    return r
+
+
+def test_a_claim_met_under_the_reports_own_rule_is_reproduced(tmp_path):
+    assert row(tmp_path).verdict == "reproduced"
+
+
+def test_a_lower_acceptable_share_differs_and_says_by_how_much(tmp_path):
+    r = row(tmp_path, ten_class=0.70)
+    assert r.verdict == "differs"
+    assert "acceptable: ours 0.700 with a 10-class softmax at p >= 0.5" in r.reasons[0]
+    assert "the report's 0.90, lower" in r.reasons[0]
+
+
+def test_without_a_stated_threshold_our_rule_is_the_comparison(tmp_path):
+    r = row(tmp_path, threshold=None, acceptable=0.5, ten_class=0.99)
+    assert r.verdict == "differs" and "the report states no threshold" in r.reasons[0]
+
+
+def test_a_generator_only_count_is_compared_with_our_generator(tmp_path):
+    assert row(tmp_path, parameters=2000, claimed_parameters=1000, part="generator").verdict == "reproduced"
+    r = row(tmp_path, parameters=2000, claimed_parameters=1000)
+    assert r.verdict == "differs" and "ours 2,000 vs the report's 1,000 (+100%)" in r.reasons[0]
+
+
+def test_a_capped_system_is_partial_with_its_projected_time(tmp_path):
+    r = row(tmp_path, epochs_done=2)
+    assert r.verdict == "partial"
+    assert r.reasons[0].startswith("2.0 of 5 epochs in 20 s") and "about 50 s on cpu" in r.reasons[0]
+
+
+def test_report_003s_study_sets_generator_size_against_loss(tmp_path):
+    presets = ("gan-seed003-default", "gan-seed003-complex", "gan-seed003-default-wasserstein",
+               "gan-seed003-complex-wasserstein")
+    results = [ModelResult(p, tmp_path, load_preset(p), {"epochs_completed": 1}, {},
+                           {"samples": {"acceptable": 0.1 * i, "fid": float(i)}}) for i, p in enumerate(presets)]
+    (_, title), (_, header, rows) = size_by_loss_table(results)
+    assert header == ["", "loss: bce", "loss: wasserstein"]
+    assert [r[0] for r in rows] == ["generator width x1", "generator width x2"]
+    assert rows[1][2] == "acceptable 0.300, FID 3.00 (1 epochs)"  # complex generator, Wasserstein
+    assert size_by_loss_table(results[:2]) == []  # one loss only: no 2 x 2 study
