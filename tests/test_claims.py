@@ -9,21 +9,10 @@ import yaml
 from mnistgen.claims import CLAIM_KEYS, load_claims, seed_numbers, systems_of
 from mnistgen.config import apply_overrides, load_preset, preset_names
 from mnistgen.errors import ConfigError
+from test_seed_presets import SEEDS, seed_text, squash  # the reports, read from ../shared/seeds
 
-SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 PACKAGED = Path(__file__).resolve().parents[1] / "src" / "mnistgen" / "seeds"
 ALL_SEEDS = seed_numbers()
-
-
-def seed_text(number: str) -> str:
-    files = sorted(SEEDS.glob(f"{number}_*.txt"))
-    if not files:
-        pytest.skip(f"seed report {number} not found under {SEEDS}")
-    return files[0].read_text()
-
-
-def squash(text: str) -> str:
-    return " ".join(text.split())
 
 
 def quoted_claims(seed: str):

@@ -4,6 +4,8 @@ folder's settings kept, and verdicts that follow the measured numbers."""
 import json
 
 import pytest
+import torch
+import yaml
 
 from mnistgen.claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims
 from mnistgen.cli import main
@@ -146,3 +148,18 @@ def test_report_003s_study_sets_generator_size_against_loss(tmp_path):
     assert [r[0] for r in rows] == ["generator width x1", "generator width x2"]
     assert rows[1][2] == "acceptable 0.300, FID 3.00 (1 epochs)"  # complex generator, Wasserstein
     assert size_by_loss_table(results[:2]) == []  # one loss only: no 2 x 2 study
+
+
+def test_amp_and_compile_flags_reach_every_systems_stored_config(tmp_path, tiny_npz):
+    system = load_claims("002").systems[0]
+    opts = RunOptions(out="", data=str(tiny_npz), progress=False)
+    obtain_system_run(system, tmp_path / "run", None, opts, ["amp=on"])
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert stored["train"]["amp"] == "on" and stored["train"]["epochs"] == 5
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_device_cuda_without_cuda_is_refused_before_anything_is_made(tmp_path, capsys):
+    assert main(["reproduce", "002", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
