@@ -9,6 +9,7 @@ retrained: a reproduction can be finished over several sittings, each with a lar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -90,6 +91,10 @@ def parse_seeds(names: list[str]) -> list[str]:
     return picked
 
 
+def _given(value: object) -> str:
+    return "(not given)" if value is None else str(value)
+
+
 def _open_folder(out: Path, settings: dict) -> None:
     """Make ``out`` or check that it is a reproduction made with the same seed, subset and data
     (its runs were trained with them, so mixing would compare unlike things)."""
@@ -100,8 +105,8 @@ def _open_folder(out: Path, settings: dict) -> None:
         stored = json.loads(marker.read_text())
         for key, value in settings.items():
             if stored.get(key) != value:
-                raise MnistgenError(f"--{key} {value} differs from the {stored.get(key)} that {out} was made with; "
-                                    f"use another --out to reproduce with other settings")
+                raise MnistgenError(f"--{key} {_given(value)} differs from the {_given(stored.get(key))} that {out} was "
+                                    f"made with; use another --out to reproduce with other settings")
         return
     if out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         raise MnistgenError(f"--out {out} holds files but no {MARKER}: it is not a reproduction folder")
@@ -120,8 +125,7 @@ def obtain_system_run(system: SeedSystem, run_dir: Path, cap_minutes: float | No
     cfg = _system_config(system, switches)
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
-        return start_run(cfg, RunOptions(**{**opts.__dict__, "out": str(run_dir), "max_minutes": cap_minutes})), \
-            "trained now"
+        return start_run(cfg, dataclasses.replace(opts, out=str(run_dir), max_minutes=cap_minutes)), "trained now"
     state = load_checkpoint(last, expect_preset=system.preset)
     refuse_changes(state["run"], {"--seed": opts.seed, "--subset": opts.subset, "--data": opts.data}, run_dir)
     summary_file = run_dir / "summary.json"
@@ -309,12 +313,13 @@ def _seed_blocks(claims: SeedClaims, rows: list[Row], extra: list[Reproduced], o
         ("table", *results_table(results)),
         ("ul", findings(results)),
     ]
-    pictures = {f"{r.system.id}\n{r.epochs_done:.1f} of {r.recipe_epochs} epochs":
-                mpimg.imread(r.result.figures["samples"]) for r in runs}
-    path = plots.labelled_grids(pictures, f"Report {claims.seed}: 100 samples of each system",
-                                out / "figures" / f"report{claims.seed}_samples.png")
-    blocks.append(("img", path, f"report {claims.seed}: samples of each system side by side"))
-    study = training_length_study(results, out)  # 002: one preset after 5, 10 and 30 epochs
+    study = training_length_study(results, out)  # 002: one preset after 5, 10 and 30 epochs, samples included
+    if not study:
+        pictures = {f"{r.system.id}\n{r.epochs_done:.1f} of {r.recipe_epochs} epochs":
+                    mpimg.imread(r.result.figures["samples"]) for r in runs}
+        path = plots.labelled_grids(pictures, f"Report {claims.seed}: 100 samples of each system",
+                                    out / "figures" / f"report{claims.seed}_samples.png")
+        blocks.append(("img", path, f"report {claims.seed}: samples of each system side by side"))
     blocks += study + size_by_loss_table(results)  # 003
     for r in runs:
         # The training-length study already shows the latent figures side by side.
