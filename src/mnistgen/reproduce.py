@@ -28,7 +28,7 @@ from .metrics import DEFAULT_THRESHOLD, spread_note
 from .report import (ModelResult, findings, format_number, load_result, model_figures, relative_path, render,
                      results_table, stage, training_length_study)
 from .runfolder import RunFolderLock
-from .training import RunOptions, refuse_changes, resolve_device, resume_run, start_run
+from .training import RunOptions, absolute_data_path, refuse_changes, resolve_device, resume_run, start_run
 
 MARKER = "reproduction.json"  # what the folder was made with; a later sitting must match it
 # Shown beside a seed's systems though no report trained them: 004's failed WGAN next to one that trains.
@@ -340,7 +340,7 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
         for system in claims.systems:
             _system_config(system, [])
     resolve_device(device)  # e.g. --device cuda without CUDA: refused before the folder is made
-    _open_folder(out, {"seed": seed, "subset": subset, "data": data and str(Path(data).resolve())})
+    _open_folder(out, {"seed": seed, "subset": subset, "data": absolute_data_path(data)})
     switches = [f"{flag}=on" for flag, on in (("amp", amp), ("compile", compile)) if on]
     opts = RunOptions(out="", seed=seed, device=device, subset=subset, data=data, progress=progress)
     thresholds = tuple(sorted({LENIENT_THRESHOLD if c.threshold is None else c.threshold for c in every.values()}))
