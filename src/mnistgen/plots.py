@@ -23,6 +23,7 @@ LOSS_TERMS = {
             ("kl", "val_kl", "KL divergence")],
     "gan": [("d_loss", None, "discriminator / critic"), ("g_loss", None, "generator"),
             ("wasserstein", None, "Wasserstein estimate"), ("gp", None, "gradient penalty")],
+    "flow": [("loss", "val_loss", "velocity error (MSE)")],
 }
 
 

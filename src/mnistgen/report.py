@@ -27,7 +27,7 @@ from .evaluation import check_options, evaluate, reference_set
 from .fileio import atomic_write_text
 from .images import save_grid
 from .metrics import classify, spread_note
-from .models import VAE
+from .models import VAE, FlowModel
 from .sampling import load_trained_model
 from .training import RunOptions, read_metrics, resume_run, start_run
 
@@ -167,10 +167,23 @@ def model_figures(result: ModelResult, figures: Path, data: str | None, seed: in
     def blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (1 - weights) * a + weights * b
 
-    rows = {label: model.decode_latents(blend(za, zb), blend(ya, yb) if model.num_classes else None)
+    # A flow's "latent" is 784-D Gaussian noise: halfway along a straight line it has only 0.71 of
+    # a noise's length, and the flow turns such faint noise into faint digits; a great circle
+    # (slerp) keeps the length, so every point is noise the flow was trained on.
+    path = great_circle if isinstance(model, FlowModel) else blend
+    rows = {label: model.decode_latents(path(za, zb), blend(ya, yb) if model.num_classes else None)
             for label, (za, zb, ya, yb) in ends.items()}
-    fig["interpolation"] = plots.interpolation_strip(rows, f"{name}: straight lines in latent space",
-                                                     figures / f"{slug}_interpolation.png")
+    kind = "great circles between noises" if isinstance(model, FlowModel) else "straight lines in latent space"
+    fig["interpolation"] = plots.interpolation_strip(rows, f"{name}: {kind}", figures / f"{slug}_interpolation.png")
+
+
+def great_circle(a: torch.Tensor, b: torch.Tensor, points: int = 10) -> torch.Tensor:
+    """``points`` vectors from ``a`` to ``b`` by spherical interpolation (slerp), (points, dim)."""
+    angle = torch.arccos(torch.nn.functional.cosine_similarity(a, b, dim=0).clamp(-1, 1))
+    w = torch.linspace(0, 1, points)[:, None]
+    if float(angle) < 1e-4:  # (nearly) the same direction: a straight line is the same path
+        return (1 - w) * a + w * b
+    return (torch.sin((1 - w) * angle) * a + torch.sin(w * angle) * b) / torch.sin(angle)
 
 
 def format_number(value: float | None, fmt: str = "{:.3f}") -> str:

@@ -13,11 +13,14 @@ from .config import Config
 from .errors import CheckpointError, MnistgenError
 from .fileio import atomic_write
 from .images import save_grid, to_uint8
-from .models import GAN, VAE, build_model
+from .models import GAN, VAE, FlowModel, build_model
+
+# How a flow model samples; each may be changed at sampling time (`sample`/`evaluate --steps ...`).
+FLOW_SAMPLING = ("steps", "sampler", "guidance")
 
 
-def load_trained_model(target: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE | GAN, Config]:
-    """The model of a run folder or checkpoint, in eval mode; a GAN's EMA weights if it has them."""
+def load_trained_model(target: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE | GAN | FlowModel, Config]:
+    """The model of a run folder or checkpoint, in eval mode; its EMA weights if it has them (GANs, flows)."""
     state = load_checkpoint(find_checkpoint(target))
     cfg = Config.from_dict(state["config"])
     model = build_model(cfg.model, **cfg.model_args)
@@ -31,6 +34,24 @@ def load_trained_model(target: str | os.PathLike, device: str | torch.device = "
     except RuntimeError as exc:
         raise CheckpointError(f"{target}: weights do not fit model {cfg.model!r} ({str(exc).splitlines()[0]})") from exc
     return model.to(device).eval(), cfg
+
+
+def set_sampling(model: VAE | GAN | FlowModel, preset: str, **options: object) -> str:
+    """Change how ``model`` samples: ``temperature`` (any model), ``steps``, ``sampler`` and ``guidance``
+    (flow models); options given as None are left as they are. An option the model does not have is
+    refused. Returns the changes as text for descriptions, e.g. "steps 4, guidance 2"."""
+    changed = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in FLOW_SAMPLING and not isinstance(model, FlowModel):
+            raise MnistgenError(f"--{name} applies to flow models (e.g. the flow preset); preset {preset} is a "
+                                f"{model.family}")
+        if name not in FLOW_SAMPLING + ("temperature",):
+            raise MnistgenError(f"unknown sampling option {name!r}")
+        setattr(model, name, value)
+        changed.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(changed)
 
 
 def sample_images(model: VAE | GAN, n: int, seed: int = 0, batch: int = 2000, digit: int | None = None) -> np.ndarray:

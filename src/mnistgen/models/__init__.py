@@ -5,11 +5,12 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
-from .base import GAN, VAE
+from .base import GAN, VAE, FlowModel
 from .conv_vae_seed000 import ConvVAESeed000
 from .dcgan_seed000 import DCGANSeed000
 from .fast_gan import FastGAN
 from .fast_vae import FastVAE
+from .flow_matching import FlowMatching
 from .gan_seed003 import GANSeed003
 from .gan_seed004 import GANSeed004
 from .lstm_vae_seed003 import LSTMVAESeed003
@@ -28,10 +29,11 @@ MODELS: dict[str, type[nn.Module]] = {
     "gan_seed003": GANSeed003,
     "gan_seed004": GANSeed004,
     "wgan_gp": WGANGP,
+    "flow_matching": FlowMatching,
 }
 
 
-def build_model(name: str, **kwargs) -> VAE | GAN:
+def build_model(name: str, **kwargs) -> VAE | GAN | FlowModel:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
     try:
@@ -40,4 +42,4 @@ def build_model(name: str, **kwargs) -> VAE | GAN:
         raise ConfigError(f"cannot build model {name!r} with {kwargs}: {str(exc).splitlines()[0]}") from exc
 
 
-__all__ = ["GAN", "VAE", "MODELS", "build_model"]
+__all__ = ["GAN", "VAE", "FlowModel", "MODELS", "build_model"]

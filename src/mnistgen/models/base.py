@@ -1,9 +1,11 @@
-"""The two model interfaces every mnistgen model implements.
+"""The three model interfaces every mnistgen model implements.
 
 A likelihood model (VAE) gives ``encode / decode / sample / loss -> dict``; an adversarial
 model (GAN) gives ``generate / discriminate / sample`` over its ``generator`` and
-``discriminator`` modules. The trainers in ``mnistgen.training`` only talk to these interfaces,
-so a new model is one module plus one registry entry in ``mnistgen.models`` plus one preset YAML.
+``discriminator`` modules; a flow model (flow matching) gives ``loss -> dict / sample`` over a
+``net`` that turns noise into digits in several steps. The trainers in ``mnistgen.training``
+only talk to these interfaces, so a new model is one module plus one registry entry in
+``mnistgen.models`` plus one preset YAML.
 
 Images cross these interfaces as float tensors (N, 1, 28, 28) in the model's
 ``data_range``; :meth:`sample` always returns [0, 1] so callers need not care.
@@ -43,6 +45,13 @@ class DigitModel(nn.Module):
     # Prior samples are drawn as temperature * N(0, I); below 1 trades variety for sharper digits.
     temperature: float = 1.0
 
+    def __init__(self, num_classes: int = 0, temperature: float = 1.0):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, not {temperature!r}")
+        self.num_classes = num_classes
+        self.temperature = temperature
+
     def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] for given latents (the fixed-noise grids use this)."""
         raise NotImplementedError
@@ -76,15 +85,11 @@ class VAE(DigitModel):
     data_range = (0.0, 1.0)
 
     def __init__(self, latent_dim: int, loss_reduction: str = "sum", num_classes: int = 0, temperature: float = 1.0):
-        super().__init__()
+        super().__init__(num_classes, temperature)
         if loss_reduction not in ("sum", "mean"):
             raise ValueError(f"loss_reduction must be 'sum' or 'mean', not {loss_reduction!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, not {temperature!r}")
         self.latent_dim = latent_dim
         self.loss_reduction = loss_reduction
-        self.num_classes = num_classes
-        self.temperature = temperature
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z|x) (of q(z|x, label) for a conditional model)."""
@@ -130,11 +135,10 @@ class GAN(DigitModel):
     data_range = (-1.0, 1.0)
 
     def __init__(self, latent_dim: int, generator: nn.Module, discriminator: nn.Module, num_classes: int = 0):
-        super().__init__()
+        super().__init__(num_classes)
         self.latent_dim = latent_dim
         self.generator = generator
         self.discriminator = discriminator
-        self.num_classes = num_classes
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in ``data_range``; a conditional generator's forward takes (z, labels)."""
@@ -151,6 +155,53 @@ class GAN(DigitModel):
 
     def parts(self) -> dict[str, list[nn.Module]]:
         return {"generator": [self.generator], "discriminator": [self.discriminator]}
+
+
+class FlowModel(DigitModel):
+    """A network that carries image-shaped noise to digits in ``steps`` network calls.
+
+    Its "latent" is the starting noise itself, flattened (``latent_dim`` 784), so fixed-noise
+    grids, seeds and temperature work as for the other families. ``guidance`` w > 0 mixes in the
+    unconditional prediction (classifier-free guidance): conditional + w * (conditional -
+    unconditional), at twice the network calls."""
+
+    family = "flow"
+    data_range = (-1.0, 1.0)
+    latent_dim = 28 * 28
+
+    def __init__(self, net: nn.Module, num_classes: int, steps: int, guidance: float, temperature: float):
+        super().__init__(num_classes, temperature)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, not {steps!r}")
+        if not guidance >= 0:
+            raise ValueError(f"guidance must be >= 0, not {guidance!r}")
+        self.net = net
+        self.steps = steps
+        self.guidance = guidance
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The training objective on data ``x`` in ``data_range``; ``loss`` is the one to minimise."""
+        raise NotImplementedError
+
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in ``data_range`` from noise (N, 1, 28, 28) in ``steps`` steps."""
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The network's output at time ``t`` (a float, or (N,)), guided when ``guidance`` > 0."""
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        out = self.net(x, t, labels)
+        if self.guidance > 0 and self.num_classes and labels is not None:
+            out = out + self.guidance * (out - self.net(x, t, None))
+        return out
+
+    def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        low, high = self.data_range
+        images = self.generate(z.reshape(-1, 1, 28, 28), labels)
+        return ((images - low) / (high - low)).clamp(0, 1)
+
+    def parts(self) -> dict[str, list[nn.Module]]:
+        return {"network": [self.net]}
 
 
 class Reshape(nn.Module):

@@ -15,10 +15,11 @@ from ..config import Config, apply_overrides
 from ..errors import MnistgenError
 from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder, remove_failed_start
 from .adversarial import AdversarialTrainer
+from .flow import FlowTrainer
 from .likelihood import LikelihoodTrainer
 from .loop import RunOptions, StopRequests, Trainer, read_metrics, resolve_device
 
-TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer}
+TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer, "flow": FlowTrainer}
 # On resume these would change the data, the batches or the network, so they are refused.
 FIXED_ON_RESUME = ("batch_size",)
 

@@ -16,10 +16,9 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel
 
 from ..models import GAN
-from .loop import Trainer, plain
+from .loop import Trainer, make_ema, plain
 
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
@@ -32,23 +31,6 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def warmup_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far.
-
-    A fixed decay of 0.999 keeps 0.999^n of the random initial weights: still a third after
-    1,000 steps, which ruins the samples of a short CPU run."""
-
-    def update(ema: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        if not ema[0].is_floating_point():  # e.g. BatchNorm's step counter: just follow the model
-            for e, c in zip(ema, current):
-                e.copy_(c)
-            return
-        n = float(n_averaged)
-        torch._foreach_lerp_(ema, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
-
-    return update
-
-
 class AdversarialTrainer(Trainer):
     def setup(self) -> None:
         model: GAN = self.model
@@ -56,9 +38,7 @@ class AdversarialTrainer(Trainer):
         self.opt_d = self.optimizer(model.discriminator.parameters(), self.t.lr_d)
         self.G = self.maybe_compile(model.generate)
         self.D = self.maybe_compile(model.discriminate)
-        self.ema = None
-        if self.t.ema_decay > 0:
-            self.ema = AveragedModel(model, multi_avg_fn=warmup_ema(self.t.ema_decay), use_buffers=True)
+        self.ema = make_ema(model, self.t.ema_decay)
         self.last_g: dict[str, float] = {}
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 import yaml
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -33,6 +34,7 @@ from ..images import save_grid
 from ..modelinfo import lines_of_code, model_info
 from ..models import GAN, VAE, build_model
 
+VAL_BATCH = 1000  # largest validation chunk
 GRID_SIZE = 64  # fixed latents drawn once per run; every epoch's grid decodes the same ones
 KILL_ENV = "MNISTGEN_KILL_AFTER_STEP"  # test hook: signal ourselves after this global step ...
 KILL_SIGNAL_ENV = "MNISTGEN_KILL_SIGNAL"  # ... with this signal (default SIGKILL)
@@ -142,6 +144,23 @@ class Trainer:
 
     def learning_rates(self) -> dict[str, float]:
         return {}
+
+    @torch.no_grad()
+    def validation_terms(self, model: torch.nn.Module, loss: Callable[..., dict[str, torch.Tensor]]) -> dict[str, float]:
+        """``loss(images, labels)`` averaged over the validation split as ``val_*`` terms, in chunks of
+        at most the training batch (oneDNN reuses the step's kernels; conv-vae-seed000: 8 s
+        instead of 13 s at 1,000 a chunk, same losses)."""
+        was_training = model.training
+        model.eval()
+        totals: dict[str, float] = {}
+        size = min(VAL_BATCH, self.t.batch_size)
+        for chunk, labels in zip(self.x_val.split(size), self.y_val.split(size)):
+            with self.autocast():
+                terms = loss(chunk, labels)
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * len(chunk)
+        model.train(was_training)
+        return {f"val_{k}": v / len(self.x_val) for k, v in totals.items()}
 
     # ---------------------------------------------------------------------- helpers
     def _switch(self, value: str) -> bool:
@@ -452,6 +471,29 @@ class Trainer:
         if improved:
             self.save("best.pt")
         return record
+
+
+def warmup_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far.
+
+    A fixed decay of 0.999 keeps 0.999^n of the random initial weights: still a third after
+    1,000 steps, which ruins the samples of a short CPU run."""
+
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        if not ema[0].is_floating_point():  # e.g. BatchNorm's step counter: just follow the model
+            for e, c in zip(ema, current):
+                e.copy_(c)
+            return
+        n = float(n_averaged)
+        torch._foreach_lerp_(ema, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return update
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights (and buffers) with warm-up, or None when
+    ``decay`` is 0; the trainer updates it after each optimizer step and samples from it."""
+    return AveragedModel(model, multi_avg_fn=warmup_ema(decay), use_buffers=True) if decay > 0 else None
 
 
 def plain(state: dict[str, Any]) -> dict[str, Any]:
