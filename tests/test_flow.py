@@ -207,3 +207,32 @@ def test_report_draws_a_flow_run(trained_flow, tmp_path, monkeypatch):
     for kind in ("samples", "losses", "progress", "classifier", "interpolation"):
         assert any(kind in name for name in figures), kind
     assert not any("latent" in name for name in figures)  # a flow has no latent space to scatter
+
+
+def test_ddim_with_a_perfect_noise_prediction_lands_on_the_digit():
+    from mnistgen.models.diffusion import DDPM, alpha_bar
+
+    assert abs(float(alpha_bar(torch.tensor(0.0))) - 1) < 1e-6 and float(alpha_bar(torch.tensor(1.0))) < 1e-3
+    digit = torch.rand(2, 1, 28, 28) * 2 - 1
+
+    def oracle(x, tau, labels):  # the noise that x holds on top of the known digit
+        a = alpha_bar(tau)[:, None, None, None]
+        return (x - a.sqrt() * digit) / (1 - a).sqrt()
+
+    for steps in (1, 3):
+        model = with_net(DDPM(width=8, patch=2, steps=steps).eval(), oracle)
+        torch.testing.assert_close(model.generate(torch.randn(2, 1, 28, 28)), digit, atol=1e-4, rtol=1e-4)
+        assert len(model.net.calls) == steps
+
+
+def test_ddpm_loss_predicts_the_noise_and_has_no_sampler_option():
+    from mnistgen.models.diffusion import DDPM
+    from mnistgen.errors import MnistgenError
+    from mnistgen.sampling import set_sampling
+
+    model = with_net(DDPM(width=8, patch=2).eval(), lambda x, t, y: torch.zeros_like(x))
+    torch.manual_seed(0)
+    assert abs(float(model.loss(torch.zeros(200, 1, 28, 28), torch.arange(200) % 10)["loss"]) - 1) < 0.02
+    assert set_sampling(model, "diffusion", steps=4, guidance=1.5) == "steps 4, guidance 1.5"
+    with pytest.raises(MnistgenError, match="--sampler does not apply to preset diffusion"):
+        set_sampling(model, "diffusion", sampler="heun")

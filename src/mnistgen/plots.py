@@ -180,9 +180,10 @@ QUALITY_PANELS = (("acceptable", "acceptable (p >= 0.9)"), ("coverage", "coverag
 
 
 def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, title: str,
-                    path: str | os.PathLike) -> Path:
+                    path: str | os.PathLike, x_label: str = "training minutes") -> Path:
     """One panel per metric against training minutes (log axis), one line per preset;
-    the real-data row as a dashed line. ``curves``: preset -> [(minutes, scores), ...]."""
+    the real-data row as a dashed line. ``curves``: preset -> [(minutes, scores), ...].
+    Any other positive x works too (e.g. sampling steps, one line per guidance weight): say which in ``x_label``."""
     budgets = sorted({m for points in curves.values() for m, _ in points})
     fig, axes = plt.subplots(1, len(QUALITY_PANELS), figsize=(4.0 * len(QUALITY_PANELS), 3.3))
     for ax, (key, label) in zip(axes, QUALITY_PANELS):
@@ -192,7 +193,7 @@ def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, 
         ax.set_xscale("log")
         ax.set_xticks(budgets, labels=[f"{m:g}" for m in budgets])
         ax.minorticks_off()
-        ax.set_xlabel("training minutes")
+        ax.set_xlabel(x_label)
         ax.set_title(label, fontsize=10)
         if key == "fid":
             ax.set_yscale("log")

@@ -44,11 +44,13 @@ def set_sampling(model: VAE | GAN | FlowModel, preset: str, **options: object) -
     for name, value in options.items():
         if value is None:
             continue
+        if name not in FLOW_SAMPLING + ("temperature",):
+            raise MnistgenError(f"unknown sampling option {name!r}")
         if name in FLOW_SAMPLING and not isinstance(model, FlowModel):
             raise MnistgenError(f"--{name} applies to flow models (e.g. the flow preset); preset {preset} is a "
                                 f"{model.family}")
-        if name not in FLOW_SAMPLING + ("temperature",):
-            raise MnistgenError(f"unknown sampling option {name!r}")
+        if not hasattr(model, name):  # e.g. a DDPM's one sampler, DDIM
+            raise MnistgenError(f"--{name} does not apply to preset {preset} ({type(model).__name__})")
         setattr(model, name, value)
         changed.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
     return ", ".join(changed)

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from .base import GAN, VAE, FlowModel
 from .conv_vae_seed000 import ConvVAESeed000
 from .dcgan_seed000 import DCGANSeed000
+from .diffusion import DDPM
 from .fast_gan import FastGAN
 from .fast_vae import FastVAE
 from .flow_matching import FlowMatching
@@ -30,6 +31,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "gan_seed004": GANSeed004,
     "wgan_gp": WGANGP,
     "flow_matching": FlowMatching,
+    "ddpm": DDPM,
 }
 
 

@@ -169,7 +169,8 @@ class FlowModel(DigitModel):
     data_range = (-1.0, 1.0)
     latent_dim = 28 * 28
 
-    def __init__(self, net: nn.Module, num_classes: int, steps: int, guidance: float, temperature: float):
+    def __init__(self, net: nn.Module, num_classes: int, steps: int, guidance: float, temperature: float,
+                 label_dropout: float):
         super().__init__(num_classes, temperature)
         if steps < 1:
             raise ValueError(f"steps must be at least 1, not {steps!r}")
@@ -178,6 +179,15 @@ class FlowModel(DigitModel):
         self.net = net
         self.steps = steps
         self.guidance = guidance
+        self.label_dropout = label_dropout
+
+    def drop_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """In training, each digit replaced by "no digit" (index ``num_classes``) with probability
+        ``label_dropout``: the same network then also learns the unconditional prediction."""
+        if not (self.training and self.num_classes and labels is not None and self.label_dropout > 0):
+            return labels
+        dropped = torch.rand(len(labels), device=labels.device) < self.label_dropout
+        return torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The training objective on data ``x`` in ``data_range``; ``loss`` is the one to minimise."""

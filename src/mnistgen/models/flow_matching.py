@@ -33,8 +33,8 @@ class FlowMatching(FlowModel):
         if time_distribution not in TIME_DISTRIBUTIONS:
             raise ValueError(f"time_distribution must be one of {', '.join(TIME_DISTRIBUTIONS)}, not {time_distribution!r}")
         net = DigitUNet(width=width, blocks=blocks, num_classes=num_classes, attention=attention, patch=patch)
-        super().__init__(net, num_classes=num_classes, steps=steps, guidance=guidance, temperature=temperature)
-        self.label_dropout = label_dropout
+        super().__init__(net, num_classes=num_classes, steps=steps, guidance=guidance, temperature=temperature,
+                         label_dropout=label_dropout)
         self.time_distribution = time_distribution
         self.sampler = sampler
 
@@ -47,10 +47,7 @@ class FlowMatching(FlowModel):
         noise = torch.randn_like(x)
         t = self.draw_times(len(x), x.device)
         x_t = torch.lerp(noise, x, t[:, None, None, None].to(x.dtype))
-        if self.training and self.num_classes and labels is not None and self.label_dropout > 0:
-            dropped = torch.rand(len(labels), device=labels.device) < self.label_dropout
-            labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
-        velocity = self.net(x_t, t, labels)
+        velocity = self.net(x_t, t, self.drop_labels(labels))
         return {"loss": F.mse_loss(velocity.float(), (x - noise).float())}
 
     def generate(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
