@@ -30,6 +30,7 @@ EPILOG = """examples:
   mnistgen report mlp-vae-2d-seed002 --epochs 5,10,30
   mnistgen reproduce 002                  train seed report 002's systems, its claims beside ours
   mnistgen reproduce all --max-minutes 20 every seed system, each capped at 20 training minutes
+  mnistgen serve runs/gan-20261122-101500 runs/vae-20261122-102000   a page to play with them
 """
 
 
@@ -204,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--compile", action="store_true", help="torch.compile every system (--set compile=on)")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_arg(repro)
+
+    srv = sub.add_parser("serve", help="a local web page to explore trained models (and its HTTP API)",
+                         description="Serve a web page where you pick a model, a digit, a seed and the sampling "
+                                     "settings and see the digits with the reference classifier's verdicts, walk "
+                                     "between two samples, move through the latent space, and draw a digit to see "
+                                     "what the classifier (and a VAE) make of it. Only the runs named here are "
+                                     "served. The page's HTTP API is listed in the README.")
+    srv.add_argument("runs", nargs="+", metavar="RUN", help="run folders or checkpoints to serve")
+    srv.add_argument("--port", type=checked(Rule(int, low=0, high=65535)), default=8000,
+                     help="port (default 8000; 0: any free port, printed at start)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
+    _add_data_arg(srv)
     return parser
 
 
@@ -384,7 +398,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report,
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.runs, host=args.host, port=args.port, data=args.data)
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report,
             "reproduce": cmd_reproduce}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -39,7 +40,15 @@ def grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarr
 def save_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike, ncols: int | None = None,
               scale: int = 3) -> Path:
     """Save a PNG grid, each pixel enlarged ``scale`` times so digits are readable."""
+    return atomic_write(path, lambda fh: fh.write(grid_png(images, ncols, scale)))
+
+
+def grid_png(images: np.ndarray | torch.Tensor, ncols: int | None = None, scale: int = 3) -> bytes:
+    """The bytes of a PNG grid (see :func:`save_grid`); one image with ``ncols`` 1 and no padding around it is
+    just that digit."""
     if isinstance(images, torch.Tensor):
         images = to_uint8(images)
-    picture = grid(images, ncols).repeat(scale, 0).repeat(scale, 1)
-    return atomic_write(path, lambda fh: plt.imsave(fh, picture, cmap="gray", vmin=0, vmax=255, format="png"))
+    picture = grid(images, ncols, pad=0 if len(images) == 1 else 2).repeat(scale, 0).repeat(scale, 1)
+    buffer = io.BytesIO()
+    plt.imsave(buffer, picture, cmap="gray", vmin=0, vmax=255, format="png")
+    return buffer.getvalue()
