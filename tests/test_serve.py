@@ -205,7 +205,7 @@ def test_serve_command_line_errors(tmp_path, capsys, runs):
     assert main(["serve", str(tmp_path / "missing")]) == 2
     assert f"{tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     assert main(["serve"]) == 2
-    assert "the following arguments are required: RUN" in capsys.readouterr().err
+    assert "name at least one run folder or checkpoint to serve" in capsys.readouterr().err
     assert main(["serve", str(runs[2]), "--port", "70000"]) == 2
     assert "--port: must be a whole number in [0, 65535], not '70000'" in capsys.readouterr().err
 

@@ -126,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arg(train)
 
     sample = sub.add_parser("sample", help="draw digits from a trained run or checkpoint")
-    sample.add_argument("target", metavar="RUN_OR_CHECKPOINT")
+    sample.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a run folder or checkpoint; with --pretrained, "
+                        "the name of shipped weights (vae, gan, ...)")
+    sample.add_argument("--pretrained", action="store_true",
+                        help="draw from the weights shipped in the package (no training): e.g. "
+                             "`mnistgen sample gan --pretrained --out digits.png`")
     sample.add_argument("-n", type=checked(Rule(int, low=1, high=MOST_SAMPLES)), default=100,
                         help="number of digits (default 100)")
     sample.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npz (uint8 N x 28 x 28 under 'images')")
@@ -143,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "its only array) with the shipped reference classifier, next to the same "
                                     "metrics for real training images (the ceiling).")
     ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES")
+    ev.add_argument("--pretrained", action="store_true", help="TARGET names weights shipped in the package (vae, gan, ...)")
     ev.add_argument("-n", type=checked(Rule(int, low=1, high=MOST_SAMPLES)), default=10_000,
                     help="samples to evaluate (default 10000)")
     ev.add_argument("--seed", type=checked(SEED), default=0, help="sampling seed (default 0)")
@@ -212,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "between two samples, move through the latent space, and draw a digit to see "
                                      "what the classifier (and a VAE) make of it. Only the runs named here are "
                                      "served. The page's HTTP API is listed in the README.")
-    srv.add_argument("runs", nargs="+", metavar="RUN", help="run folders or checkpoints to serve")
+    srv.add_argument("runs", nargs="*", metavar="RUN", help="run folders or checkpoints to serve")
+    srv.add_argument("--pretrained", action="store_true", help="also serve the weights shipped in the package")
     srv.add_argument("--port", type=checked(Rule(int, low=0, high=65535)), default=8000,
                      help="port (default 8000; 0: any free port, printed at start)")
     srv.add_argument("--host", default="127.0.0.1",
@@ -321,12 +327,13 @@ def output_path(path: str, option: str, suffixes: tuple[str, ...], force: bool) 
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from .pretrained import load_pretrained
     from .sampling import load_trained_model, sample_images, set_sampling, write_samples
 
     out = output_path(args.out, "--out", (".png", ".npz"), args.force)
     if out.suffix == ".png" and args.n > MOST_IN_A_GRID:
         raise MnistgenError(f"-n {args.n}: a .png grid holds at most {MOST_IN_A_GRID:,} digits; write an .npz for more")
-    model, cfg = load_trained_model(args.target)
+    model, cfg = load_pretrained(args.target) if args.pretrained else load_trained_model(args.target)
     if args.digit is not None and not model.num_classes:
         raise MnistgenError(f"--digit needs a class-conditional model; preset {cfg.preset} is not one")
     set_sampling(model, cfg.preset, **sampling_options(args))
@@ -345,7 +352,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     json_out = output_path(args.json, "--json", (".json",), args.force) if args.json else None
     result = evaluate(args.target, n=args.n, seed=args.seed, threshold=args.threshold, data=args.data,
-                      sampling=sampling_options(args))
+                      sampling=sampling_options(args), pretrained=args.pretrained)
     print(format_table(result))
     if json_out:
         try:
@@ -401,7 +408,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    serve(args.runs, host=args.host, port=args.port, data=args.data)
+    serve(args.runs, host=args.host, port=args.port, data=args.data, pretrained=args.pretrained)
     return 0
 
 

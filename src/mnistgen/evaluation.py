@@ -23,17 +23,21 @@ MIN_IMAGES = 2  # the fewest that FID, KID and a spread can be computed on; each
 
 
 def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None = None,
-                  sampling: dict | None = None) -> tuple[torch.Tensor, str]:
-    """``n`` images in [0, 1] from a run folder / checkpoint (sampled with ``seed``, and the
-    ``sampling`` options of :func:`mnistgen.sampling.set_sampling`) or an image file, and their
-    description, naming the target ``name`` (default: its path as given)."""
-    from .sampling import load_trained_model, set_sampling  # keeps `evaluate FILE.npz` free of model imports
+                  sampling: dict | None = None, pretrained: bool = False) -> tuple[torch.Tensor, str]:
+    """``n`` images in [0, 1] from a run folder / checkpoint / pretrained model's name (sampled with
+    ``seed``, and the ``sampling`` options of :func:`mnistgen.sampling.set_sampling`) or an image
+    file, and their description, naming the target ``name`` (default: its path as given)."""
+    from .pretrained import load_pretrained  # keeps `evaluate FILE.npz` free of model imports
+    from .sampling import load_trained_model, set_sampling
 
     path = Path(target)
     name = name or str(path)
-    if not path.exists():
+    if pretrained:
+        model, cfg = load_pretrained(str(target))
+        name = f"pretrained {target}"
+    elif not path.exists():
         raise MnistgenError(f"{path} does not exist")
-    if path.is_file() and path.suffix in IMAGE_SUFFIXES:
+    elif path.is_file() and path.suffix in IMAGE_SUFFIXES:
         if any(v is not None for v in (sampling or {}).values()):
             raise MnistgenError(f"{path} is a file of images: sampling options apply to a run folder or checkpoint")
         images = load_image_file(path)
@@ -42,13 +46,14 @@ def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None
         if len(images) < n:
             print(f"note: {path} holds {len(images)} images; evaluating all of them")
         return images[:n], f"{name} ({min(n, len(images))} images from file)"
-    if path.is_dir() or path.suffix == ".pt":
+    elif path.is_dir() or path.suffix == ".pt":
         model, cfg = load_trained_model(path)
-        changed = set_sampling(model, cfg.preset, **(sampling or {}))
-        gen = torch.Generator().manual_seed(seed)
-        images = torch.cat([model.sample(min(2000, n - i), generator=gen) for i in range(0, n, 2000)])
-        return images.cpu().float(), f"{name} (preset {cfg.preset}, {n} samples, seed {seed}{', ' * bool(changed)}{changed})"
-    raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
+    else:
+        raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
+    changed = set_sampling(model, cfg.preset, **(sampling or {}))
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.cat([model.sample(min(2000, n - i), generator=gen) for i in range(0, n, 2000)])
+    return images.cpu().float(), f"{name} (preset {cfg.preset}, {n} samples, seed {seed}{', ' * bool(changed)}{changed})"
 
 
 @functools.lru_cache(maxsize=2)
@@ -88,15 +93,16 @@ def check_options(n: int, threshold: float = DEFAULT_THRESHOLD) -> None:
 
 def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
              data: str | None = None, name: str | None = None, ten_class_thresholds: tuple[float, ...] = (),
-             sampling: dict | None = None) -> dict:
+             sampling: dict | None = None, pretrained: bool = False) -> dict:
     """Scores of ``n`` images of ``target`` and of as many real training images; ``name`` is how the
     result's description names the target (a report passes a path relative to itself).
     ``ten_class_thresholds`` adds, under ``samples.ten_class_acceptable``, what a plain 10-class
     classifier would accept at each of them (the rule of the seed reports). ``sampling`` changes how a
-    model samples (e.g. ``{"steps": 4}``; see :func:`mnistgen.sampling.set_sampling`)."""
+    model samples (e.g. ``{"steps": 4}``; see :func:`mnistgen.sampling.set_sampling`); with ``pretrained``,
+    ``target`` names shipped weights (e.g. ``gan``)."""
     check_options(n, threshold)
     started = time.perf_counter()
-    images, description = target_images(target, n, seed, name, sampling)
+    images, description = target_images(target, n, seed, name, sampling, pretrained)
     classifier, record, mnist, reference = reference_set(data)
     view = classify(classifier, images)
     result = {

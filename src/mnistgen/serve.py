@@ -40,6 +40,7 @@ from .errors import MnistgenError
 from .images import grid_png
 from .metrics import DEFAULT_THRESHOLD, classify
 from .models import VAE, FlowModel
+from .pretrained import load_pretrained, pretrained_names
 from .report import great_circle
 from .sampling import load_trained_model, set_sampling
 
@@ -91,9 +92,17 @@ class ServedModel:
                              **({"steps": m.steps, "guidance": m.guidance} if isinstance(m, FlowModel) else {})}}
 
 
-def load_models(runs: list[str | Path]) -> dict[str, ServedModel]:
-    """The run folders (or checkpoints) to serve, each by its run folder's name, made unique."""
+def load_models(runs: list[str | Path], pretrained: bool = False) -> dict[str, ServedModel]:
+    """The run folders (or checkpoints) to serve, each by its run folder's name, made unique, and with
+    ``pretrained`` the shipped weights as ``pretrained-NAME``."""
     served: dict[str, ServedModel] = {}
+    if pretrained:
+        names = pretrained_names()
+        if not names:
+            raise MnistgenError("--pretrained: no pretrained weights are shipped in this installation")
+        for name in names:
+            model, cfg = load_pretrained(name)
+            served[f"pretrained-{name}"] = ServedModel(f"pretrained-{name}", model, cfg, "pretrained")
     for run in runs:
         path = Path(run)
         model, cfg = load_trained_model(path)
@@ -362,13 +371,14 @@ def create_app(explorer: Explorer) -> Flask:
 
 
 def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
-          threads: int = 4) -> None:
+          threads: int = 4, pretrained: bool = False) -> None:
     """Load the models, then answer requests until Ctrl-C."""
     from waitress import create_server
 
-    if not runs:
-        raise MnistgenError("name at least one run folder or checkpoint to serve (e.g. runs/gan-TIMESTAMP)")
-    served = load_models(runs)
+    if not runs and not pretrained:
+        raise MnistgenError("name at least one run folder or checkpoint to serve (e.g. runs/gan-TIMESTAMP), "
+                            "or pass --pretrained")
+    served = load_models(runs, pretrained)
     app = create_app(Explorer(served, data))
     try:
         server = create_server(app, host=host, port=port, threads=threads)

@@ -1,0 +1,64 @@
+"""Train the pretrained weights shipped in the package, from scratch, and record what they score.
+
+Each preset trains for --minutes with --seed (as `mnistgen train PRESET --max-minutes M --seed S`),
+its sampling weights are exported in float16 to --out (default src/mnistgen/pretrained), and those
+very weights are scored by `mnistgen evaluate --pretrained NAME` (n = 10,000); the record beside the
+weights keeps the scores, the float32 run's scores (so the cost of float16 shows), and this command.
+
+Run:   .venv/bin/python benchmarks/train_pretrained.py vae gan flow --minutes 15 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from mnistgen.config import load_preset
+from mnistgen.evaluation import evaluate
+from mnistgen.pretrained import FOLDER_ENV, export_run
+from mnistgen.training import RunOptions, start_run
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "mnistgen" / "pretrained"
+KEPT = ("n", "acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall", "spread")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("presets", nargs="+")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-n", type=int, default=10_000)
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--runs", default="runs/pretrained", help="where the training runs go (not shipped)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    for preset in args.presets:
+        run = Path(args.runs) / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        summary = start_run(load_preset(preset), RunOptions(out=str(run), seed=args.seed, max_minutes=args.minutes))
+        full = evaluate(run, n=args.n, seed=args.seed)
+        command = f"benchmarks/train_pretrained.py {preset} --minutes {args.minutes:g} --seed {args.seed}"
+        record = {"name": preset, "preset": preset, "seed": args.seed, "minutes": args.minutes, "command": command,
+                  "made": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "threads": torch.get_num_threads(),
+                  "torch": torch.__version__, "training": summary,
+                  "scores_float32": {k: full["samples"][k] for k in KEPT}}
+        path = export_run(run, preset, out, record)
+        os.environ[FOLDER_ENV] = str(out)
+        shipped = evaluate(preset, n=args.n, seed=args.seed, pretrained=True)
+        record["scores"] = {k: shipped["samples"][k] for k in KEPT}
+        record["scores_note"] = (f"mnistgen evaluate --pretrained {preset} -n {args.n} --seed {args.seed}: these float16 "
+                                 f"weights; scores_float32: the run before export")
+        meta = out / f"{preset}.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), **record}, indent=2) + "\n")
+        print(f"{preset}: {path} ({path.stat().st_size / 1e6:.2f} MB); acceptable {record['scores']['acceptable']:.3f} "
+              f"(float32 {full['samples']['acceptable']:.3f}), FID {record['scores']['fid']:.2f} "
+              f"(float32 {full['samples']['fid']:.2f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
