@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true",
                        help="one step on a tiny subset in a temp folder; nothing else is written")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--nproc", type=checked(Rule(int, low=1, high=1024)),
+                       help="data-parallel training in this many processes (vae and flow families): launches "
+                            "`torchrun --standalone --nproc-per-node N -m mnistgen train ...`; the preset's batch_size "
+                            "is the global batch. Several machines: run torchrun yourself (README, 'Scaling out')")
     _add_data_arg(train)
 
     sample = sub.add_parser("sample", help="draw digits from a trained run or checkpoint")
@@ -255,10 +259,41 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
+def launch_distributed(args: argparse.Namespace) -> int:
+    """``train --nproc N``: check what can be checked here, then run the same command under torchrun."""
+    import subprocess
+
+    from .config import apply_overrides, load_preset
+    from .training.distributed import GAN_REFUSAL
+
+    if args.dry_run:
+        raise MnistgenError("--dry-run runs one process; leave out --nproc")
+    argv = list(args.argv)
+    i = next(k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[i: i + (1 if "=" in argv[i] else 2)]
+    if not args.resume:
+        cfg = apply_overrides(load_preset(args.preset), list(args.overrides))
+        if cfg.family == "gan":
+            raise MnistgenError(GAN_REFUSAL)
+        if cfg.train.batch_size % args.nproc:
+            raise MnistgenError(f"--nproc {args.nproc}: batch_size {cfg.train.batch_size} does not divide among "
+                                f"{args.nproc} processes (it is the global batch)")
+        if not args.out:  # every process must name the same folder
+            argv += ["--out", f"runs/{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "mnistgen", *argv]
+    print(f"launching {args.nproc} processes: torchrun --standalone --nproc-per-node={args.nproc} -m mnistgen "
+          f"{' '.join(argv)}", flush=True)
+    return subprocess.run(command).returncode
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import apply_overrides, load_preset
     from .training import RunOptions, resume_run, start_run
+    from .training.distributed import leave
 
+    if args.nproc and args.nproc > 1:
+        return launch_distributed(args)
     # --amp/--compile force the preset's switches on, so the stored config says what was done.
     overrides = (list(args.overrides) + [f"{flag}=on" for flag in ("amp", "compile") if getattr(args, flag)]
                  + ([f"epochs={args.epochs}"] if args.epochs is not None else []))
@@ -271,6 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              overrides=overrides, preset=args.preset,
                              device=None if args.device == "auto" else args.device,
                              seed=args.seed, subset=args.subset, data=args.data)
+        leave()
         if summary.get("already_complete"):
             print(f"{args.resume} is already complete ({summary['epochs_completed']} epochs); "
                   f"pass --epochs N to train longer")
@@ -298,10 +334,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
     opts = RunOptions(out=str(out), seed=seed, device=args.device, subset=args.subset, data=args.data, max_minutes=args.max_minutes,
                       progress=not args.no_progress)
-    return _print_summary(start_run(cfg, opts), out)
+    summary = start_run(cfg, opts)
+    leave()
+    return _print_summary(summary, out)
 
 
 def _print_summary(summary: dict, out: Path) -> int:
+    from .training.distributed import world_from_env
+
+    if not world_from_env().main:  # one summary per distributed run, from rank 0
+        return 0
     print(f"{summary['preset']}: {summary['epochs_completed']} epochs, {summary['steps']} steps, "
           f"{summary['training_seconds']:.1f} s on {summary['device']} (stopped by {summary['stop_reason']})")
     print(f"run folder: {out}  (samples/, checkpoints/last.pt, metrics.jsonl, tensorboard/)")
@@ -420,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: `train --nproc` passes it on
     except SystemExit as exc:  # a bad option: already said in one line; --help/--version pass through
         if exc.code in (0, None):
             raise

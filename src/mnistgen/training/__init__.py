@@ -4,6 +4,7 @@ it: the run-folder lock, checks before anything is written, and a clean undo of 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -17,6 +18,7 @@ from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder
 from .adversarial import AdversarialTrainer
 from .flow import FlowTrainer
 from .likelihood import LikelihoodTrainer
+from .distributed import world_from_env
 from .loop import RunOptions, StopRequests, Trainer, read_metrics, resolve_device
 
 TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer, "flow": FlowTrainer}
@@ -40,8 +42,12 @@ def start_run(cfg: Config, opts: RunOptions) -> dict[str, Any]:
     folder is made; if the start fails anyway, or the run stops before its first step, what was
     created is removed so that the same command can simply be run again."""
     out = Path(opts.out)
-    check_new_run_folder(out)
     opts = dataclasses.replace(opts, data=absolute_data_path(opts.data))
+    if not world_from_env().main:  # another rank of a distributed run: rank 0 checks and owns the folder
+        trainer = make_trainer(cfg, opts)
+        trainer.prepare_new_run()
+        return trainer.run()
+    check_new_run_folder(out)
     trainer = make_trainer(cfg, opts)
     trainer.discard_untrained = True
     lock, created = make_new_run_folder(out)
@@ -83,7 +89,8 @@ def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progres
     out = Path(out)
     if not out.is_dir():
         raise MnistgenError(f"--resume {out}: no such run folder")
-    with RunFolderLock(out):
+    # Rank 0 of a distributed run holds the lock for all of its ranks.
+    with RunFolderLock(out) if world_from_env().main else contextlib.nullcontext():
         state = load_checkpoint(out / "checkpoints" / "last.pt")
         cfg = Config.from_dict(state["config"])
         if preset and preset != cfg.preset:

@@ -20,7 +20,7 @@ class FlowTrainer(Trainer):
     def setup(self) -> None:
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.ema = make_ema(self.model, self.t.ema_decay)
-        self.loss_fn = self.maybe_compile(self.model.loss)
+        self.loss_fn = self.maybe_compile(self.parallel("loss"))
 
     def set_learning_rate(self) -> None:
         """Warm-up by step count, so a resumed run continues on the same schedule."""

@@ -20,7 +20,7 @@ class LikelihoodTrainer(Trainer):
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.opt, mode="min", factor=self.t.plateau_factor,
                 patience=self.t.plateau_patience, min_lr=self.t.plateau_min_lr)
-        self.loss_fn = self.maybe_compile(self.model.loss)
+        self.loss_fn = self.maybe_compile(self.parallel("loss"))
 
     def kl_weight(self) -> float:
         """Seed 000's annealing: beta rises linearly with (fractional) epochs, capped at 1."""

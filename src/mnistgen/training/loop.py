@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,6 +33,7 @@ from ..fileio import atomic_write_text
 from ..images import save_grid
 from ..modelinfo import lines_of_code, model_info
 from ..models import GAN, VAE, build_model
+from .distributed import GAN_REFUSAL, any_rank, join, mean_over_ranks, parallel, step_seed, world_from_env
 
 VAL_BATCH = 1000  # largest validation chunk
 GRID_SIZE = 64  # fixed latents drawn once per run; every epoch's grid decodes the same ones
@@ -53,6 +54,7 @@ class RunOptions:
     progress: bool = True
     write_cache: bool = True
     snapshot_minutes: tuple[float, ...] = ()  # also save checkpoints/minute_M.pt when training time reaches M
+    world_size: int = 1  # processes training together (torchrun); the preset's batch_size is the global batch
 
 
 LOCAL_OPTIONS = ("progress", "write_cache", "snapshot_minutes")  # how this process runs, not part of the run
@@ -81,9 +83,17 @@ class Trainer:
     discard_untrained = False  # a new run stopped before its first step is removed (start_run)
 
     def __init__(self, cfg: Config, opts: RunOptions, model: VAE | GAN | None = None):
-        self.cfg, self.opts, self.t = cfg, opts, cfg.train
+        self.cfg, self.t = cfg, cfg.train
         self.out = Path(opts.out)
         self.device = resolve_device(opts.device)
+        self.world = world_from_env()
+        if self.world.size > 1:
+            if cfg.family == "gan":
+                raise MnistgenError(GAN_REFUSAL)
+            if self.device.type == "cuda":  # one GPU per process
+                self.device = torch.device("cuda", self.world.local_rank)
+                torch.cuda.set_device(self.device)
+        self.opts = opts = replace(opts, world_size=self.world.size)
         torch.manual_seed(opts.seed)
         self.model = (model or build_model(cfg.model, **cfg.model_args)).to(self.device)
         if getattr(self.model, "channels_last", False):
@@ -99,6 +109,11 @@ class Trainer:
             x_train, y_train, x_test, y_test = x_train[: opts.subset], y_train[: opts.subset], x_test[:n_val], y_test[:n_val]
         self.use_amp, self.use_compile = self._switch(self.t.amp), self._switch(self.t.compile)
         self._check_batch(len(x_train))
+        if self.world.size > 1:
+            if min(self.t.batch_size, len(x_train)) % self.world.size:
+                raise MnistgenError(f"batch_size {min(self.t.batch_size, len(x_train))} does not divide among "
+                                    f"{self.world.size} processes; it is the global batch, each process takes an equal share")
+            join(self.world, self.device)
         self.x_train = to_float_images(x_train, self.model.data_range).to(self.device)
         self.y_train = torch.as_tensor(y_train, dtype=torch.long, device=self.device)
         self.x_val = to_float_images(x_test, self.model.data_range).to(self.device)
@@ -166,6 +181,10 @@ class Trainer:
     def _switch(self, value: str) -> bool:
         """A preset's amp/compile setting: off, only on CUDA, or on."""
         return value == "on" or (value == "cuda" and self.device.type == "cuda")
+
+    def parallel(self, method: str) -> Callable:
+        """``self.model.<method>`` for training steps: through DistributedDataParallel when distributed."""
+        return parallel(self.model, method, self.world, self.device)
 
     def _check_batch(self, n_train: int) -> None:
         """Refuse batches too small for batch statistics (BatchNorm) before anything is written;
@@ -255,10 +274,14 @@ class Trainer:
         return self.epoch >= self.epoch_limit
 
     def save(self, name: str = "last.pt") -> None:
+        if not self.world.main:  # only rank 0 writes the run folder
+            return
         save_checkpoint(self.out / "checkpoints" / name, self.state())
 
     # ------------------------------------------------------------------------- logs
     def _append_metrics(self, record: dict[str, Any]) -> None:
+        if not self.world.main:
+            return
         with open(self.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
         for key, value in record.items():
@@ -268,12 +291,14 @@ class Trainer:
     def _truncate_metrics(self) -> None:
         """On resume, drop records past the checkpoint (they will be written again)."""
         path = self.out / "metrics.jsonl"
-        if not path.exists():
+        if not path.exists() or not self.world.main:
             return
         keep = [r for r in read_metrics(path, warn=True) if not r.get("partial") and r["epoch"] <= self.epoch]
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
-    def save_samples(self, name: str) -> Path:
+    def save_samples(self, name: str) -> Path | None:
+        if not self.world.main:
+            return None
         model = self.sampling_model()
         was_training = model.training
         model.eval()
@@ -289,6 +314,8 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "step": self.global_step}
         record.update({k: v / steps for k, v in self.sums.items()})
         if not partial:
+            if self.world.size > 1:  # the same validation draws on every rank, so schedulers agree
+                torch.manual_seed(step_seed(self.opts.seed, 0, self.global_step))
             record.update(self.end_epoch())
         record.update(self.learning_rates())
         record["seconds"] = round(self.elapsed, 3)
@@ -305,12 +332,16 @@ class Trainer:
         self.write_model_info()
 
     def write_model_info(self) -> None:
+        if not self.world.main:
+            return
         info = model_info(self.model, trainer=type(self), preset=self.cfg.preset)
         info["trainer_lines_of_code"] = self.trainer_lines_of_code()
         atomic_write_text(self.out / "model_info.json", json.dumps(info, indent=2) + "\n")
 
     def write_config(self) -> None:
         """config.yaml: every resolved setting (rewritten on resume when settings change)."""
+        if not self.world.main:
+            return
         run = {k: v for k, v in asdict(self.opts).items() if k not in LOCAL_OPTIONS}
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump({**self.cfg.to_dict(), "run": run}, sort_keys=False))
 
@@ -335,7 +366,7 @@ class Trainer:
         the last completed step first (see :meth:`_stop`)."""
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
-        self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        self.writer = SummaryWriter(str(self.out / "tensorboard")) if self.world.main else None
         # The budget counts from here: a resumed run gets max_minutes more, not less.
         budget = self.elapsed + self.opts.max_minutes * 60 if self.opts.max_minutes else math.inf
         self.model.train()
@@ -345,7 +376,8 @@ class Trainer:
         except BaseException as exc:
             self._stop(exc)
         finally:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         return self.finish(stop_reason)
 
     def finish(self, stop_reason: str) -> dict[str, Any]:
@@ -359,7 +391,8 @@ class Trainer:
             "training_seconds": round(self.elapsed, 2), "stop_reason": stop_reason,
             "seconds_per_epoch": round(self.elapsed * len(self.batches) / max(1, self.global_step), 2),
         }
-        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if self.world.main:
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
     def _train(self, budget: float, stop: "StopRequests") -> str:
@@ -377,7 +410,10 @@ class Trainer:
             for idx in self.batches.epoch(self.epoch, start_step=self.step_in_epoch):
                 started = time.perf_counter()
                 self._in_step = True
-                terms = self.train_step(self.x_train[idx], self.y_train[idx])
+                if self.world.size > 1:  # this rank's share of the global batch, and its own random numbers
+                    idx = idx.chunk(self.world.size)[self.world.rank]
+                    torch.manual_seed(step_seed(self.opts.seed, self.world.rank, self.global_step))
+                terms = mean_over_ranks(self.train_step(self.x_train[idx], self.y_train[idx]), self.world)
                 self._check_finite(terms)
                 for k, v in terms.items():
                     self.sums[k] = self.sums.get(k, 0.0) + v
@@ -393,21 +429,29 @@ class Trainer:
                     self.save(snapshot_name(snapshots.pop(0)))
                 if kill_after and self.global_step == kill_after:
                     os.kill(os.getpid(), signal.Signals[os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")])
-                stop.raise_if_requested()
-                if self.elapsed >= budget:
-                    out_of_time = True
+                out_of_time = self._agree_to_stop(stop, self.elapsed >= budget)
+                if out_of_time:
                     break
             bar.close()
             if out_of_time and self.step_in_epoch < len(self.batches):
                 self._append_metrics(self._epoch_record(partial=True))
                 return "time budget"
             record = self._finish_epoch()
-            if self.opts.progress and not bars:
+            if self.opts.progress and not bars and self.world.main:
                 print(self._epoch_line(record), flush=True)
-            stop.raise_if_requested()
+            self._agree_to_stop(stop, False)
             if out_of_time:
                 return "time budget"
         return "epochs"
+
+    def _agree_to_stop(self, stop: "StopRequests", out_of_time: bool) -> bool:
+        """Raise if a stop was requested, return whether the time is up; with several ranks, a request or
+        the budget on any rank counts for all, so every rank stops after the same step."""
+        stopping, out_of_time = any_rank([stop.signum is not None, out_of_time], self.world)
+        if stopping and stop.signum is None:
+            stop.signum = signal.SIGTERM
+        stop.raise_if_requested()
+        return out_of_time
 
     def _epoch_line(self, record: dict[str, Any]) -> str:
         skip = ("epoch", "step", "seconds", "kl_weight", "lr", "lr_g", "lr_d")

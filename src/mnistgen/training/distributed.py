@@ -1,0 +1,105 @@
+"""Data-parallel training on torch.distributed, launched by torchrun (``mnistgen train --nproc N`` runs
+``python -m torch.distributed.run --standalone --nproc-per-node N -m mnistgen train ...``).
+
+Each of the ``size`` processes (ranks) takes its own contiguous shard of every global batch (the
+preset's ``batch_size``, which must divide by ``size``); DistributedDataParallel averages the
+gradients, so a step sees the same gradient as one process with the whole batch would, up to float
+rounding and the random numbers (ranks draw their own). Only rank 0 writes the run folder.
+The vae and flow families are covered; GANs are refused (see :data:`GAN_REFUSAL`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+GAN_REFUSAL = (
+    "distributed training covers the vae and flow families, not GANs: a GAN step calls each network more than "
+    "once before one backward pass (and WGAN-GP differentiates twice), which DistributedDataParallel does not "
+    "support, and SyncBatchNorm, which a BatchNorm GAN would need, runs only on GPUs")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes the run folder and prints."""
+        return self.rank == 0
+
+
+def world_from_env() -> World:
+    """The process's place as torchrun's environment describes it (one process when absent)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def join(world: World, device: torch.device) -> None:
+    """Join the process group (gloo on CPU, nccl on CUDA) unless alone or already in it."""
+    if world.size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def leave() -> None:
+    """After a finished run: wait for every rank, then leave the process group (a rank that exits while
+    another still talks to it makes gloo abort)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+class MethodCall(nn.Module):
+    """``forward`` calls one method of the model (e.g. ``loss``), so DistributedDataParallel, which
+    synchronises gradients around ``forward``, can wrap the methods our trainers call."""
+
+    def __init__(self, model: nn.Module, method: str):
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.model, self.method)(*args, **kwargs)
+
+
+def parallel(model: nn.Module, method: str, world: World, device: torch.device) -> Any:
+    """``model.<method>``, wrapped in DistributedDataParallel when there are several ranks."""
+    if world.size == 1:
+        return getattr(model, method)
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(MethodCall(model, method), device_ids=ids)
+
+
+def mean_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
+    """Each value averaged over the ranks (the logged loss of a step is the global batch's)."""
+    if world.size == 1 or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / world.size for k, v in zip(keys, t)}
+
+
+def any_rank(flags: list[bool], world: World) -> list[bool]:
+    """Each flag true if it is true on any rank, so that every rank stops at the same step."""
+    if world.size == 1:
+        return flags
+    t = torch.tensor([int(f) for f in flags])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t]
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The random seed of a rank's step: a function of (seed, rank, step) only, so a resumed distributed
+    run draws what the uninterrupted one would have, without storing every rank's generator state."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)
