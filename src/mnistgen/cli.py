@@ -31,6 +31,7 @@ EPILOG = """examples:
   mnistgen reproduce 002                  train seed report 002's systems, its claims beside ours
   mnistgen reproduce all --max-minutes 20 every seed system, each capped at 20 training minutes
   mnistgen serve runs/gan-20261122-101500 runs/vae-20261122-102000   a page to play with them
+  mnistgen sweep vae --trials 20 --param lr=log:1e-4:1e-2 --param model_args.latent_dim=int:8:64 --minutes 2
 """
 
 
@@ -214,6 +215,38 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--compile", action="store_true", help="torch.compile every system (--set compile=on)")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_arg(repro)
+
+    sw = sub.add_parser(
+        "sweep", help="hyperparameter search: an Optuna study of trials of one preset",
+        description="Search settings of a preset with Optuna: each trial trains with the trial's values under "
+                    "--minutes, is pruned early when it trails the others, and is scored like `mnistgen evaluate`. "
+                    "The study is kept in a database (SQLite in --out unless --storage names another), so the same "
+                    "command run again continues it, and run on several machines shares it. Writes trials.md, "
+                    "best.yaml (train it with `mnistgen train OUT/best.yaml`), sweep.json and Optuna's plots.")
+    sw.add_argument("preset", help="preset to search (see `mnistgen presets`)")
+    sw.add_argument("--param", action="append", default=[], metavar="NAME=KIND:...", required=True,
+                    help="a setting to search, e.g. lr=log:1e-4:1e-2, model_args.latent_dim=int:8:64, "
+                         "ema_decay=float:0.99:0.9999, loss=cat:bce,hinge (repeat for several)")
+    sw.add_argument("--trials", type=checked(Rule(int, low=1, high=100_000)), required=True,
+                    help="finished trials the study should hold; each worker stops when it does")
+    sw.add_argument("--minutes", type=checked(POSITIVE), default=1.0, help="training minutes per trial (default 1)")
+    sw.add_argument("--metric", default="fid", choices=["fid", "kid", "acceptable", "coverage", "inception_score",
+                                                         "precision", "recall"],
+                    help="what to optimise (default fid; minimised for fid and kid, maximised for the others)")
+    sw.add_argument("-n", type=checked(Rule(int, low=2, high=MOST_SAMPLES)), default=2000,
+                    help="samples that score a finished trial (default 2000; the best is re-scored on 10,000)")
+    sw.add_argument("--final-n", type=checked(Rule(int, low=2, high=MOST_SAMPLES)), default=10_000,
+                    help="samples that re-score the best trial at the end (default 10000)")
+    sw.add_argument("--prune-n", type=checked(Rule(int, low=2, high=MOST_SAMPLES)), default=500,
+                    help="samples scored after each epoch for the pruner (default 500)")
+    sw.add_argument("--seed", type=checked(SEED), default=0, help="training and sampling seed of every trial")
+    sw.add_argument("--subset", type=checked(POSITIVE_INT), help="train on the first N training images")
+    sw.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sw.add_argument("--out", help="sweep folder (default sweeps/PRESET-TIMESTAMP); an existing one is continued")
+    sw.add_argument("--storage", metavar="URL", help="any database URL Optuna takes, e.g. "
+                    "postgresql://user@host/db, shared by workers on many machines (default sqlite in --out)")
+    sw.add_argument("--study", help="study name in the storage (default mnistgen-PRESET)")
+    _add_data_arg(sw)
 
     srv = sub.add_parser("serve", help="a local web page to explore trained models (and its HTTP API)",
                          description="Serve a web page where you pick a model, a digit, a seed and the sampling "
@@ -447,6 +480,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import load_preset
+    from .sweep import parse_param, run_sweep
+
+    cfg = load_preset(args.preset)
+    params = [parse_param(spec, cfg) for spec in args.param]  # all checked before anything is made
+    names = [p.name for p in params]
+    if len(set(names)) < len(names):
+        raise MnistgenError(f"--param: {sorted({n for n in names if names.count(n) > 1})[0]} is given twice")
+    out = Path(args.out or f"sweeps/{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = run_sweep(cfg, params, out, args.trials, metric=args.metric, minutes=args.minutes, n=args.n,
+                        prune_n=args.prune_n, seed=args.seed, subset=args.subset, data=args.data, device=args.device,
+                        storage=args.storage, study_name=args.study, final_n=args.final_n)
+    best = (f"best: trial {summary['best_trial']}, {args.metric} {summary['best_value']:.4g} "
+            f"({', '.join(summary['best_overrides'])})" if "best_trial" in summary else "no trial finished yet")
+    print(f"study {summary['study']}: {summary['complete']} complete of {summary['trials']} trials; {best}")
+    print(f"sweep folder: {out}  (trials.md, best.yaml, sweep.json, history.png, importances.png, trials/)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -454,7 +507,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report,
+COMMANDS = {"sweep": cmd_sweep, "serve": cmd_serve, "data": cmd_data_info, "classifier": cmd_classifier, "evaluate": cmd_evaluate, "presets": cmd_presets, "train": cmd_train, "sample": cmd_sample, "report": cmd_report,
             "reproduce": cmd_reproduce}
 
 

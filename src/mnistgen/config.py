@@ -17,6 +17,7 @@ import inspect
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -246,11 +247,21 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> Config:
+    """A packaged preset by name, or a preset YAML file by path (e.g. a sweep's best.yaml)."""
     names = preset_names()
-    if name not in names:
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(names)}")
-    text = (resources.files("mnistgen") / "presets" / f"{name}.yaml").read_text()
-    data = yaml.safe_load(text)
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) and path.is_file():
+        text, name = path.read_text(), path.stem
+    elif name not in names:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(names)} (or a preset .yaml file)")
+    else:
+        text = (resources.files("mnistgen") / "presets" / f"{name}.yaml").read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"preset {name}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {name}: not a mapping of settings")
     data["preset"] = name
     try:
         return Config.from_dict(data)

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..checkpoint import load_checkpoint
 from ..config import Config, apply_overrides
@@ -35,12 +35,14 @@ def absolute_data_path(data: str | os.PathLike | None) -> str | None:
     return None if data is None else str(Path(data).expanduser().resolve())
 
 
-def start_run(cfg: Config, opts: RunOptions) -> dict[str, Any]:
+def start_run(cfg: Config, opts: RunOptions,
+              on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train a new run into ``opts.out`` (absent or empty) and return its summary.
 
     Everything that can be checked (options, data, model, batch size) is checked before the
     folder is made; if the start fails anyway, or the run stops before its first step, what was
-    created is removed so that the same command can simply be run again."""
+    created is removed so that the same command can simply be run again. ``on_epoch(trainer, record)``
+    is called after each epoch (see ``Trainer.on_epoch``)."""
     out = Path(opts.out)
     opts = dataclasses.replace(opts, data=absolute_data_path(opts.data))
     if not world_from_env().main:  # another rank of a distributed run: rank 0 checks and owns the folder
@@ -50,6 +52,7 @@ def start_run(cfg: Config, opts: RunOptions) -> dict[str, Any]:
     check_new_run_folder(out)
     trainer = make_trainer(cfg, opts)
     trainer.discard_untrained = True
+    trainer.on_epoch = on_epoch
     lock, created = make_new_run_folder(out)
     try:
         try:

@@ -134,6 +134,8 @@ class Trainer:
         self.sums: dict[str, float] = {}
         self.best = math.inf
         self._in_step = False  # True while a step (or epoch-end update) has changed state half-way
+        # Called after each whole epoch with (trainer, record), outside the time budget (a sweep's pruning).
+        self.on_epoch: Callable[["Trainer", dict[str, Any]], None] | None = None
         self.setup()
 
     # ------------------------------------------------------------------ family hooks
@@ -514,6 +516,8 @@ class Trainer:
         self.save()
         if improved:
             self.save("best.pt")
+        if self.on_epoch is not None:
+            self.on_epoch(self, record)
         return record
 
 
