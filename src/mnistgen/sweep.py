@@ -253,15 +253,16 @@ def write_plots(study: Any, out: Path) -> list[str]:
     written = []
     for name, draw in (("history", optuna_plots.plot_optimization_history),
                        ("importances", optuna_plots.plot_param_importances)):
-        try:
-            axes = draw(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-            written.append(f"{name}: not drawn ({exc})")
-            continue
-        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-        figure.tight_layout()
-        atomic_write(out / f"{name}.png", lambda fh: figure.savefig(fh, format="png", dpi=100))
-        plt.close(figure)
+        with matplotlib.rc_context():  # Optuna switches pyplot to its own style; keep that to these figures
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                written.append(f"{name}: not drawn ({exc})")
+                continue
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure.tight_layout()
+            atomic_write(out / f"{name}.png", lambda fh: figure.savefig(fh, format="png", dpi=100))
+            plt.close(figure)
         written.append(f"{name}.png")
     return written
 
