@@ -10,7 +10,7 @@ import torch
 from mnistgen.cli import main
 from mnistgen.models import build_model
 from mnistgen.models.flow_matching import FlowMatching
-from mnistgen.report import great_circle
+from mnistgen.sampling import great_circle
 from mnistgen.training.flow import FlowTrainer
 
 

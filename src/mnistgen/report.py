@@ -28,7 +28,7 @@ from .fileio import atomic_write_text
 from .images import save_grid
 from .metrics import classify, spread_note
 from .models import VAE, FlowModel
-from .sampling import load_trained_model
+from .sampling import great_circle, load_trained_model
 from .training import RunOptions, read_metrics, resume_run, start_run
 
 DEFAULT_PRESETS = ("vae", "gan")
@@ -176,14 +176,6 @@ def model_figures(result: ModelResult, figures: Path, data: str | None, seed: in
     kind = "great circles between noises" if isinstance(model, FlowModel) else "straight lines in latent space"
     fig["interpolation"] = plots.interpolation_strip(rows, f"{name}: {kind}", figures / f"{slug}_interpolation.png")
 
-
-def great_circle(a: torch.Tensor, b: torch.Tensor, points: int = 10) -> torch.Tensor:
-    """``points`` vectors from ``a`` to ``b`` by spherical interpolation (slerp), (points, dim)."""
-    angle = torch.arccos(torch.nn.functional.cosine_similarity(a, b, dim=0).clamp(-1, 1))
-    w = torch.linspace(0, 1, points)[:, None]
-    if float(angle) < 1e-4:  # (nearly) the same direction: a straight line is the same path
-        return (1 - w) * a + w * b
-    return (torch.sin((1 - w) * angle) * a + torch.sin(w * angle) * b) / torch.sin(angle)
 
 
 def format_number(value: float | None, fmt: str = "{:.3f}") -> str:

@@ -76,3 +76,12 @@ def write_samples(images: np.ndarray, out: str | os.PathLike) -> Path:
     if out.suffix == ".npz":
         return atomic_write(out, lambda fh: np.savez_compressed(fh, images=images))
     raise MnistgenError(f"--out must end in .png or .npz, not {out.name!r}")
+
+
+def great_circle(a: torch.Tensor, b: torch.Tensor, points: int = 10) -> torch.Tensor:
+    """``points`` vectors from ``a`` to ``b`` by spherical interpolation (slerp), (points, dim)."""
+    angle = torch.arccos(torch.nn.functional.cosine_similarity(a, b, dim=0).clamp(-1, 1))
+    w = torch.linspace(0, 1, points)[:, None]
+    if float(angle) < 1e-4:  # (nearly) the same direction: a straight line is the same path
+        return (1 - w) * a + w * b
+    return (torch.sin((1 - w) * angle) * a + torch.sin(w * angle) * b) / torch.sin(angle)

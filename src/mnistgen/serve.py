@@ -41,8 +41,7 @@ from .images import grid_png
 from .metrics import DEFAULT_THRESHOLD, classify
 from .models import VAE, FlowModel
 from .pretrained import load_pretrained, pretrained_names
-from .report import great_circle
-from .sampling import load_trained_model, set_sampling
+from .sampling import great_circle, load_trained_model, set_sampling
 
 MOST_SAMPLES = 100  # per request: a grid of 100 is the page's largest, and keeps each answer under a second or two
 MOST_POINTS = 16
