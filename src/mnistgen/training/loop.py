@@ -8,6 +8,7 @@ its optimizers, one training step, the end-of-epoch work, and which weights to s
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import math
@@ -73,6 +74,16 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise MnistgenError(f"--device must be auto, cpu or cuda, not {name!r}")
     return torch.device(name)
+
+
+def rank_zero_only(method: Callable) -> Callable:
+    """A method that writes the run folder: on the other ranks of a distributed run it does nothing."""
+
+    @functools.wraps(method)
+    def on_rank_zero(self: "Trainer", *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs) if self.world.main else None
+
+    return on_rank_zero
 
 
 class Trainer:
@@ -275,32 +286,30 @@ class Trainer:
     def complete(self) -> bool:
         return self.epoch >= self.epoch_limit
 
+    @rank_zero_only
     def save(self, name: str = "last.pt") -> None:
-        if not self.world.main:  # only rank 0 writes the run folder
-            return
         save_checkpoint(self.out / "checkpoints" / name, self.state())
 
     # ------------------------------------------------------------------------- logs
+    @rank_zero_only
     def _append_metrics(self, record: dict[str, Any]) -> None:
-        if not self.world.main:
-            return
         with open(self.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
         for key, value in record.items():
             if isinstance(value, (int, float)) and key not in ("epoch", "step"):
                 self.writer.add_scalar(key, value, record["epoch"])
 
+    @rank_zero_only
     def _truncate_metrics(self) -> None:
         """On resume, drop records past the checkpoint (they will be written again)."""
         path = self.out / "metrics.jsonl"
-        if not path.exists() or not self.world.main:
+        if not path.exists():
             return
         keep = [r for r in read_metrics(path, warn=True) if not r.get("partial") and r["epoch"] <= self.epoch]
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
+    @rank_zero_only
     def save_samples(self, name: str) -> Path | None:
-        if not self.world.main:
-            return None
         model = self.sampling_model()
         was_training = model.training
         model.eval()
@@ -333,17 +342,15 @@ class Trainer:
         self.write_config()
         self.write_model_info()
 
+    @rank_zero_only
     def write_model_info(self) -> None:
-        if not self.world.main:
-            return
         info = model_info(self.model, trainer=type(self), preset=self.cfg.preset)
         info["trainer_lines_of_code"] = self.trainer_lines_of_code()
         atomic_write_text(self.out / "model_info.json", json.dumps(info, indent=2) + "\n")
 
+    @rank_zero_only
     def write_config(self) -> None:
         """config.yaml: every resolved setting (rewritten on resume when settings change)."""
-        if not self.world.main:
-            return
         run = {k: v for k, v in asdict(self.opts).items() if k not in LOCAL_OPTIONS}
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump({**self.cfg.to_dict(), "run": run}, sort_keys=False))
 
@@ -393,9 +400,12 @@ class Trainer:
             "training_seconds": round(self.elapsed, 2), "stop_reason": stop_reason,
             "seconds_per_epoch": round(self.elapsed * len(self.batches) / max(1, self.global_step), 2),
         }
-        if self.world.main:
-            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self.write_summary(summary)
         return summary
+
+    @rank_zero_only
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
     def _train(self, budget: float, stop: "StopRequests") -> str:
         """The epochs and steps; returns why training stopped."""
