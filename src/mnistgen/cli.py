@@ -15,6 +15,7 @@ from . import __version__
 from .config import POSITIVE, POSITIVE_INT, Rule
 from .errors import MnistgenError, TrainingStopped
 from .fileio import atomic_write_text
+from .sweep import METRICS as SWEEP_METRICS
 
 EPILOG = """examples:
   mnistgen data info                      where the data comes from, sizes, label counts
@@ -230,8 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--trials", type=checked(Rule(int, low=1, high=100_000)), required=True,
                     help="finished trials the study should hold; each worker stops when it does")
     sw.add_argument("--minutes", type=checked(POSITIVE), default=1.0, help="training minutes per trial (default 1)")
-    sw.add_argument("--metric", default="fid", choices=["fid", "kid", "acceptable", "coverage", "inception_score",
-                                                         "precision", "recall"],
+    sw.add_argument("--metric", default="fid", choices=list(SWEEP_METRICS),
                     help="what to optimise (default fid; minimised for fid and kid, maximised for the others)")
     sw.add_argument("-n", type=checked(Rule(int, low=2, high=MOST_SAMPLES)), default=2000,
                     help="samples that score a finished trial (default 2000; the best is re-scored on 10,000)")
