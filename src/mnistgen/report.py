@@ -27,9 +27,10 @@ from .evaluation import check_options, evaluate, reference_set
 from .fileio import atomic_write_text
 from .images import save_grid
 from .metrics import classify, spread_note
-from .models import VAE, FlowModel
+from .modelinfo import code_a_user_needs
+from .models import VAE, FlowModel, build_model
 from .sampling import great_circle, load_trained_model
-from .training import RunOptions, read_metrics, resume_run, start_run
+from .training import TRAINERS, RunOptions, read_metrics, resume_run, start_run
 
 DEFAULT_PRESETS = ("vae", "gan")
 QUICK_MINUTES = 3.0  # per preset: two presets + evaluation + figures stay under 10 minutes on 2 cores
@@ -92,11 +93,17 @@ def obtain_run(entry: str, out: Path, minutes: float | None, epochs: int | None,
 
 
 def load_result(label: str, run_dir: Path, summary: dict, scores: dict, origin: str) -> ModelResult:
-    """A finished run's config and model info, with its scores, ready for tables and figures."""
+    """A finished run's config and model info, with its scores, ready for tables and figures.
+    Lines of code are counted again now: they describe the code, not the run, so every row of a
+    report counts the same code even when runs were trained before it changed."""
     run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
     run_config.pop("run", None)
-    return ModelResult(label, run_dir, Config.from_dict(run_config), summary,
-                       json.loads((run_dir / "model_info.json").read_text()), scores, origin)
+    cfg = Config.from_dict(run_config)
+    info = json.loads((run_dir / "model_info.json").read_text())
+    with torch.device("meta"):  # shapes only
+        model = build_model(cfg.model, **cfg.model_args)
+    info.update(code_a_user_needs(model, TRAINERS[cfg.family], cfg.preset))
+    return ModelResult(label, run_dir, cfg, summary, info, scores, origin)
 
 
 def one_per_class(labels: torch.Tensor, count: int = 10) -> torch.Tensor:
