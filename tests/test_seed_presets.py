@@ -192,3 +192,20 @@ def test_lines_of_code_count_every_physical_line_of_what_a_user_needs(preset, tr
 def test_lines_of_code_without_a_preset_file_count_the_python_only():
     counted = code_a_user_needs(build("gan"), AdversarialTrainer, preset="not-a-packaged-preset")
     assert not any(f.endswith(".yaml") for f in counted["lines_of_code_files"])
+
+
+def test_a_report_counts_the_lines_of_the_code_as_it_is_not_as_the_run_recorded(tmp_path):
+    import json
+
+    import yaml
+
+    from mnistgen.report import load_result
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({**load_preset("dcgan-seed000").to_dict(), "run": {}}))
+    (run / "model_info.json").write_text(json.dumps({"parameters": 6943041, "lines_of_code_physical": 1}))
+    info = load_result("dcgan", run, {}, {}, "reused").info
+    expected = model_info(build("dcgan-seed000"), trainer=AdversarialTrainer, preset="dcgan-seed000")
+    assert info["lines_of_code_physical"] == expected["lines_of_code_physical"] > 1
+    assert info["parameters"] == 6943041  # the run's own record stays
