@@ -1,11 +1,12 @@
 """Train the pretrained weights shipped in the package, from scratch, and record what they score.
 
-Each preset trains for --minutes with --seed (as `mnistgen train PRESET --max-minutes M --seed S`),
-its sampling weights are exported in float16 to --out (default src/mnistgen/pretrained), and those
+Each preset trains from scratch with --seed for its preset's epochs, or --epochs (as `mnistgen train
+PRESET --epochs E --seed S`): a count of epochs, not minutes, so the same command makes the same weights
+on a slower or busier machine. Its sampling weights are exported in float16 to --out (default src/mnistgen/pretrained), and those
 very weights are scored by `mnistgen evaluate --pretrained NAME` (n = 10,000); the record beside the
 weights keeps the scores, the float32 run's scores (so the cost of float16 shows), and this command.
 
-Run:   .venv/bin/python benchmarks/train_pretrained.py vae gan flow --minutes 15 --seed 0
+Run:   .venv/bin/python benchmarks/train_pretrained.py vae gan --seed 0
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mnistgen.config import load_preset
+from mnistgen.config import apply_overrides, load_preset
 from mnistgen.evaluation import evaluate
 from mnistgen.pretrained import FOLDER_ENV, export_run
 from mnistgen.training import RunOptions, start_run
@@ -31,7 +32,7 @@ KEPT = ("n", "acceptable", "coverage", "inception_score", "fid", "kid", "precisi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("presets", nargs="+")
-    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--epochs", type=int, help="default: the preset's epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-n", type=int, default=10_000)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
@@ -40,10 +41,12 @@ def main() -> None:
     out = Path(args.out)
     for preset in args.presets:
         run = Path(args.runs) / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        summary = start_run(load_preset(preset), RunOptions(out=str(run), seed=args.seed, max_minutes=args.minutes))
+        cfg = load_preset(preset)
+        epochs = args.epochs or cfg.train.epochs
+        summary = start_run(apply_overrides(cfg, [f"epochs={epochs}"]), RunOptions(out=str(run), seed=args.seed))
         full = evaluate(run, n=args.n, seed=args.seed)
-        command = f"benchmarks/train_pretrained.py {preset} --minutes {args.minutes:g} --seed {args.seed}"
-        record = {"name": preset, "preset": preset, "seed": args.seed, "minutes": args.minutes, "command": command,
+        command = f"benchmarks/train_pretrained.py {preset} --epochs {epochs} --seed {args.seed}"
+        record = {"name": preset, "preset": preset, "seed": args.seed, "epochs": epochs, "command": command,
                   "made": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "threads": torch.get_num_threads(),
                   "torch": torch.__version__, "training": summary,
                   "scores_float32": {k: full["samples"][k] for k in KEPT}}
