@@ -13,7 +13,6 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from waitress import create_server
@@ -43,9 +42,12 @@ def main() -> None:
         Select(browser.find_element(By.ID, "digit")).select_by_value("7")
         time.sleep(3)
         browser.find_element(By.ID, "interpolate").click()
-        pad = browser.find_element(By.ID, "pad")
-        ActionChains(browser).move_to_element_with_offset(pad, -40, -90).click_and_hold().move_by_offset(80, 0) \
-            .move_by_offset(-30, 60).move_by_offset(-30, 60).move_by_offset(-10, 50).release().perform()
+        # A 7 drawn by script (the browser test draws with the mouse): top bar, then the diagonal.
+        browser.execute_script("""
+            const ink = document.getElementById('pad').getContext('2d');
+            ink.strokeStyle = '#fff'; ink.lineWidth = 22; ink.lineCap = 'round';
+            ink.beginPath(); ink.moveTo(70, 60); ink.lineTo(200, 60); ink.lineTo(120, 230); ink.stroke();
+            classifyDrawing();""")
         wait.until(lambda d: d.execute_script("return document.querySelectorAll('#probabilities .probability').length") == 11)
         time.sleep(2)
         browser.save_screenshot(args.out)
