@@ -28,7 +28,7 @@ def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None
     ``seed``, and the ``sampling`` options of :func:`mnistgen.sampling.set_sampling`) or an image
     file, and their description, naming the target ``name`` (default: its path as given)."""
     from .pretrained import load_pretrained  # keeps `evaluate FILE.npz` free of model imports
-    from .sampling import load_trained_model, set_sampling
+    from .sampling import load_trained_model, sample_float, set_sampling
 
     path = Path(target)
     name = name or str(path)
@@ -51,9 +51,7 @@ def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None
     else:
         raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
     changed = set_sampling(model, cfg.preset, **(sampling or {}))
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.cat([model.sample(min(2000, n - i), generator=gen) for i in range(0, n, 2000)])
-    return images.cpu().float(), f"{name} (preset {cfg.preset}, {n} samples, seed {seed}{', ' * bool(changed)}{changed})"
+    return sample_float(model, n, seed), f"{name} (preset {cfg.preset}, {n} samples, seed {seed}{', ' * bool(changed)}{changed})"
 
 
 @functools.lru_cache(maxsize=2)

@@ -56,6 +56,13 @@ def set_sampling(model: VAE | GAN | FlowModel, preset: str, **options: object) -
     return ", ".join(changed)
 
 
+@torch.no_grad()
+def sample_float(model: VAE | GAN | FlowModel, n: int, seed: int, batch: int = 2000) -> torch.Tensor:
+    """``n`` samples as float images in [0, 1] on the CPU, drawn in chunks, the same for a given seed."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([model.sample(min(batch, n - i), generator=gen).cpu().float() for i in range(0, n, batch)])
+
+
 def sample_images(model: VAE | GAN, n: int, seed: int = 0, batch: int = 2000, digit: int | None = None) -> np.ndarray:
     """``n`` samples as uint8 (n, 28, 28), reproducible for a given seed; only ``digit`` if given
     (class-conditional models)."""

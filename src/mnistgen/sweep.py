@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from .config import Config, apply_overrides
@@ -91,13 +90,12 @@ def score_model(model: Any, n: int, seed: int, data: str | None) -> dict[str, An
     """The metrics of ``n`` samples of a model in memory (what `mnistgen evaluate` computes)."""
     from .evaluation import reference_set
     from .metrics import classify, score
+    from .sampling import sample_float
 
     classifier, _, _, reference = reference_set(data)
-    gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        images = torch.cat([model.sample(min(2000, n - i), generator=gen).cpu().float() for i in range(0, n, 2000)])
+    images = sample_float(model, n, seed)
     model.train(was_training)
     return score(classify(classifier, images), reference, seed=seed)
 
