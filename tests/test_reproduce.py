@@ -48,6 +48,22 @@ def test_reproduce_002_writes_a_row_per_system_then_reuses_them(tmp_path, tiny_n
     assert json.loads((out / "results.json").read_text()) == second
 
 
+def test_jobs_trains_the_systems_in_worker_processes_and_says_so(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "repro"
+    common = ["reproduce", "002", "--data", str(tiny_npz), "-n", "20", "--out", str(out), "--no-progress"]
+    assert main(common + ["--jobs", "2"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert [r["summary"]["epochs_completed"] for r in first] == [5, 10, 30]
+    assert {r["obtained"] for r in first} == {"trained now"}
+    assert all(len(r["scores"]) > 5 for r in first)
+    assert "(--jobs 2), so each one's time is longer than it would be alone" in (out / "report.md").read_text()
+    assert "3 systems, 2 at a time" in capsys.readouterr().out
+    # The folder continues with one job as well: the workers' runs and scores are reused.
+    assert main(common) == 0
+    assert {r["obtained"] for r in json.loads((out / "results.json").read_text())} == {"reused a finished run"}
+    assert "--jobs" not in (out / "report.md").read_text()
+
+
 def test_a_capped_system_continues_in_a_later_sitting_up_to_its_cap_in_all(tmp_path, tiny_npz):
     system = load_claims("002").systems[0]  # 5 epochs of one step each on 40 images
     run_dir = tmp_path / "run"
@@ -68,6 +84,7 @@ def test_a_capped_system_continues_in_a_later_sitting_up_to_its_cap_in_all(tmp_p
     (["007"], "SEED '007' is not a seed report"),
     (["002", "--max-minutes", "0"], "--max-minutes"),
     (["002", "-n", "1"], "-n must be at least 2"),
+    (["002", "--jobs", "0"], "--jobs"),
 ])
 def test_bad_reproduce_options_are_one_line_errors(args, message, tmp_path, capsys):
     assert main(["reproduce", *args, "--out", str(tmp_path / "r")]) == 2

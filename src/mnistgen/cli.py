@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--amp", action="store_true", help="mixed precision for every system (--set amp=on)")
     repro.add_argument("--compile", action="store_true", help="torch.compile every system (--set compile=on)")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
+    repro.add_argument("--jobs", type=checked(Rule(int, low=1, high=64)), default=1,
+                       help="train and score this many systems at once, each in its own process (default 1); "
+                            "worth it on a GPU, which one small model leaves mostly idle; the report then says "
+                            "that times were taken side by side")
     _add_data_arg(repro)
 
     sw = sub.add_parser(
@@ -476,7 +480,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     out = Path(args.out or f"reproductions/{'all' if 'all' in args.seeds else '-'.join(seeds)}")
     reproduce(seeds, out, max_minutes=args.max_minutes, n=args.n, data=args.data, seed=args.seed, subset=args.subset,
-              device=args.device, amp=args.amp, compile=args.compile, progress=not args.no_progress)
+              device=args.device, amp=args.amp, compile=args.compile, progress=not args.no_progress, jobs=args.jobs)
     return 0
 
 

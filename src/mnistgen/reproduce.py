@@ -10,10 +10,15 @@ retrained: a reproduction can be finished over several sittings, each with a lar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import matplotlib.image as mpimg
 
@@ -160,6 +165,18 @@ def scored_result(system: SeedSystem, run_dir: Path, summary: dict, origin: str,
     atomic_write_text(path, json.dumps({"key": key, "scores": scores, "figures": {
         name: relative_path(file, out) for name, file in result.figures.items()}}, indent=2) + "\n")
     return result
+
+
+def obtain_and_score(system: SeedSystem, run_dir: Path, cap_minutes: float | None, opts: RunOptions,
+                     switches: list[str], out: Path, n: int, seed: int, data: str | None,
+                     thresholds: tuple[float, ...], threads: int | None = None) -> ModelResult:
+    """One system, trained (or reused) and scored: what a ``--jobs`` worker process does."""
+    if threads:  # N workers share the cores: N x all-cores threads would thrash
+        import torch
+
+        torch.set_num_threads(threads)
+    summary, origin = obtain_system_run(system, run_dir, cap_minutes, opts, switches)
+    return scored_result(system, run_dir, summary, origin, out, n, seed, data, thresholds)
 
 
 # ------------------------------------------------------------------------------ verdicts
@@ -331,8 +348,10 @@ def _seed_blocks(claims: SeedClaims, rows: list[Row], extra: list[Reproduced], o
 
 def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: int = 10_000,
               data: str | None = None, seed: int = 0, subset: int | None = None, device: str = "auto",
-              amp: bool = False, compile: bool = False, progress: bool = True) -> Path:
-    """Reproduce the seed reports ``names`` into ``out``; returns the path of report.md."""
+              amp: bool = False, compile: bool = False, progress: bool = True, jobs: int = 1) -> Path:
+    """Reproduce the seed reports ``names`` into ``out``; returns the path of report.md. ``jobs`` > 1 trains
+    and scores that many systems at once, each in its own process (a GPU that one small model leaves
+    mostly idle); their times are then longer than each alone would take, and the report says so."""
     seeds = parse_seeds(names)
     check_options(n)
     every = {s: load_claims(s) for s in seeds}
@@ -342,7 +361,8 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
     resolve_device(device)  # e.g. --device cuda without CUDA: refused before the folder is made
     _open_folder(out, {"seed": seed, "subset": subset, "data": absolute_data_path(data)})
     switches = [f"{flag}=on" for flag, on in (("amp", amp), ("compile", compile)) if on]
-    opts = RunOptions(out="", seed=seed, device=device, subset=subset, data=data, progress=progress)
+    # Workers print one line per finished system instead of interleaved progress bars.
+    opts = RunOptions(out="", seed=seed, device=device, subset=subset, data=data, progress=progress and jobs == 1)
     thresholds = tuple(sorted({LENIENT_THRESHOLD if c.threshold is None else c.threshold for c in every.values()}))
     # One run per system id: reports 000 and 001 describe the same two systems.
     systems: dict[str, SeedSystem] = {}
@@ -353,21 +373,26 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
             systems.setdefault(preset, SeedSystem(preset, preset, {}, f"ours: {preset}",
                                                   {k: Claim(None, None) for k in CLAIM_KEYS}))
     started = time.perf_counter()
-    runs: dict[str, Reproduced] = {}
+    results: dict[str, ModelResult] = {}
     total = len(systems) + 1
+    cap = f" (at most {max_minutes:g} min of training in all)" if max_minutes else ""
     with RunFolderLock(out):
-        for i, (sid, system) in enumerate(systems.items(), start=1):
-            cap = f" (at most {max_minutes:g} min of training in all)" if max_minutes else ""
-            stage(i, total, f"{sid}: training, or reusing what {out / 'runs' / sid} holds{cap}")
-            run_dir = out / "runs" / sid
-            summary, origin = obtain_system_run(system, run_dir, max_minutes, opts, switches)
-            result = scored_result(system, run_dir, summary, origin, out, n, seed, data, thresholds)
-            runs[sid] = Reproduced(system, result, result.cfg.train.epochs, max_minutes)
+        if jobs == 1:
+            for i, (sid, system) in enumerate(systems.items(), start=1):
+                stage(i, total, f"{sid}: training, or reusing what {out / 'runs' / sid} holds{cap}")
+                results[sid] = obtain_and_score(system, out / "runs" / sid, max_minutes, opts, switches, out, n,
+                                                seed, data, thresholds)
+        else:
+            score = functools.partial(obtain_and_score, cap_minutes=max_minutes, opts=opts, switches=switches,
+                                      out=out, n=n, seed=seed, data=data, thresholds=thresholds)
+            results = _in_workers(systems, jobs, out, cap, score)
+        runs = {sid: Reproduced(systems[sid], results[sid], results[sid].cfg.train.epochs, max_minutes)
+                for sid in systems}
         stage(total, total, "writing report.md and report.html")
         rows = [Row(claims, runs[system.id]) for claims in every.values() for system in claims.systems]
         for row in rows:
             judge(row)
-        blocks = _blocks(every, rows, runs, out, n, seed, max_minutes)
+        blocks = _blocks(every, rows, runs, out, n, seed, max_minutes, jobs)
         md, page = render(blocks, out)
         atomic_write_text(out / "report.md", md)
         atomic_write_text(out / "report.html", page)
@@ -382,11 +407,31 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
     return out / "report.md"
 
 
+def _in_workers(systems: dict[str, SeedSystem], jobs: int, out: Path, cap: str,
+                score: Callable[..., ModelResult]) -> dict[str, ModelResult]:
+    """``score(system, run_dir, threads=...)`` for every system, in ``jobs`` processes at once (spawned:
+    CUDA cannot be forked)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    stage(1, len(systems) + 1, f"{len(systems)} systems, {jobs} at a time (each with {threads} CPU thread"
+                               f"{'s' if threads > 1 else ''}), in {out / 'runs'}{cap}")
+    results: dict[str, ModelResult] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {sid: pool.submit(score, system, out / "runs" / sid, threads=threads)
+                   for sid, system in systems.items()}
+        for sid, future in futures.items():
+            results[sid] = future.result()
+            print(f"  {sid}: {results[sid].origin}", flush=True)
+    return results
+
+
 def _blocks(every: dict[str, SeedClaims], rows: list[Row], runs: dict[str, Reproduced], out: Path, n: int,
-            seed: int, max_minutes: float | None) -> list[tuple]:
+            seed: int, max_minutes: float | None, jobs: int = 1) -> list[tuple]:
     cap = (f"each system trained for its recipe's epochs or {max_minutes:g} minutes of training, whichever came "
            f"first (a capped system is 'partial', with the time its full recipe would take)") if max_minutes \
         else "each system trained for its recipe's epochs"
+    if jobs > 1:
+        cap += (f"; {jobs} systems trained at once on one {next(iter(runs.values())).result.summary['device']} "
+                f"(--jobs {jobs}), so each one's time is longer than it would be alone")
     blocks: list[tuple] = [
         ("h1", f"Reproduction of seed report{'s' if len(every) > 1 else ''} {', '.join(every)}"),
         ("p", f"Written {time.strftime('%Y-%m-%d %H:%M')}; {cap}. Each report's numbers are quoted in "

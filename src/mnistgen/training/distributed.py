@@ -45,10 +45,18 @@ def world_from_env() -> World:
     return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+BACKEND_ENV = "MNISTGEN_DDP_BACKEND"  # overrides the backend; tests use gloo to put 2 ranks on 1 GPU (nccl refuses)
+
+
 def join(world: World, device: torch.device) -> None:
     """Join the process group (gloo on CPU, nccl on CUDA) unless alone or already in it."""
     if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(os.environ.get(BACKEND_ENV) or ("nccl" if device.type == "cuda" else "gloo"))
+
+
+def _collective_device() -> torch.device:
+    """Where the small tensors of our own collectives live: nccl reduces only CUDA tensors."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def leave() -> None:
@@ -85,7 +93,7 @@ def mean_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
     if world.size == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     return {k: float(v) / world.size for k, v in zip(keys, t)}
 
@@ -94,7 +102,7 @@ def any_rank(flags: list[bool], world: World) -> list[bool]:
     """Each flag true if it is true on any rank, so that every rank stops at the same step."""
     if world.size == 1:
         return flags
-    t = torch.tensor([int(f) for f in flags])
+    t = torch.tensor([int(f) for f in flags], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t]
 

@@ -101,8 +101,8 @@ class Trainer:
         if self.world.size > 1:
             if cfg.family == "gan":
                 raise MnistgenError(GAN_REFUSAL)
-            if self.device.type == "cuda":  # one GPU per process
-                self.device = torch.device("cuda", self.world.local_rank)
+            if self.device.type == "cuda":  # one GPU per process (shared round-robin only where there are fewer)
+                self.device = torch.device("cuda", self.world.local_rank % torch.cuda.device_count())
                 torch.cuda.set_device(self.device)
         self.opts = opts = replace(opts, world_size=self.world.size)
         torch.manual_seed(opts.seed)
