@@ -2,11 +2,16 @@
 folder's settings kept, and verdicts that follow the measured numbers."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import yaml
 
+from mnistgen.checkpoint import load_checkpoint
 from mnistgen.claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims
 from mnistgen.cli import main
 from mnistgen.config import load_preset
@@ -62,6 +67,29 @@ def test_jobs_trains_the_systems_in_worker_processes_and_says_so(tmp_path, tiny_
     assert main(common) == 0
     assert {r["obtained"] for r in json.loads((out / "results.json").read_text())} == {"reused a finished run"}
     assert "--jobs" not in (out / "report.md").read_text()
+
+
+def test_sigterm_to_a_jobs_reproduction_stops_its_workers_and_a_rerun_continues(tmp_path, mnist):
+    out = tmp_path / "repro"
+    args = ["reproduce", "002", "--subset", "3000", "-n", "20", "--jobs", "3", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "mnistgen", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = out / "runs" / "mlp-vae-2d-seed002-30-epochs" / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # to the parent alone, as `kill PID` does
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    state = load_checkpoint(out / "runs" / "mlp-vae-2d-seed002-30-epochs" / "checkpoints" / "last.pt")
+    assert 2 <= state["epoch"] < 30 and not state["complete"]
+    assert not (out / "report.md").exists()
+    assert main(args) == 0
+    by_system = {r["system"]: r for r in json.loads((out / "results.json").read_text())}
+    assert by_system["mlp-vae-2d-seed002-30-epochs"]["obtained"] == "continued an earlier run"
+    assert by_system["mlp-vae-2d-seed002-30-epochs"]["summary"]["epochs_completed"] == 30
 
 
 def test_a_capped_system_continues_in_a_later_sitting_up_to_its_cap_in_all(tmp_path, tiny_npz):

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one step on a tiny subset in a temp folder; nothing else is written")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--nproc", type=checked(Rule(int, low=1, high=1024)),
-                       help="data-parallel training in this many processes (vae and flow families): launches "
+                       help="data-parallel training in this many processes (every family): launches "
                             "`torchrun --standalone --nproc-per-node N -m mnistgen train ...`; the preset's batch_size "
                             "is the global batch. Several machines: run torchrun yourself (README, 'Scaling out')")
     _add_data_arg(train)
@@ -301,7 +301,6 @@ def launch_distributed(args: argparse.Namespace) -> int:
     import subprocess
 
     from .config import apply_overrides, load_preset
-    from .training.distributed import GAN_REFUSAL
 
     if args.dry_run:
         raise MnistgenError("--dry-run runs one process; leave out --nproc")
@@ -310,8 +309,6 @@ def launch_distributed(args: argparse.Namespace) -> int:
     del argv[i: i + (1 if "=" in argv[i] else 2)]
     if not args.resume:
         cfg = apply_overrides(load_preset(args.preset), list(args.overrides))
-        if cfg.family == "gan":
-            raise MnistgenError(GAN_REFUSAL)
         if cfg.train.batch_size % args.nproc:
             raise MnistgenError(f"--nproc {args.nproc}: batch_size {cfg.train.batch_size} does not divide among "
                                 f"{args.nproc} processes (it is the global batch)")

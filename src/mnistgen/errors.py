@@ -29,6 +29,9 @@ class TrainingStopped(Exception):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self) -> tuple:  # keeps signum when a worker process sends it back (reproduce --jobs)
+        return type(self), (str(self), self.signum)
+
     @property
     def exit_code(self) -> int:
         return 128 + self.signum if self.signum else 1

@@ -9,13 +9,16 @@ retrained: a reproduction can be finished over several sittings, each with a lar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +29,7 @@ from . import plots
 from .checkpoint import load_checkpoint
 from .claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims, seed_numbers
 from .config import Config, apply_overrides, load_preset
-from .errors import ConfigError, MnistgenError
+from .errors import ConfigError, MnistgenError, TrainingStopped
 from .evaluation import check_options, evaluate
 from .fileio import atomic_write_text
 from .metrics import DEFAULT_THRESHOLD, spread_note
@@ -171,10 +174,11 @@ def obtain_and_score(system: SeedSystem, run_dir: Path, cap_minutes: float | Non
                      switches: list[str], out: Path, n: int, seed: int, data: str | None,
                      thresholds: tuple[float, ...], threads: int | None = None) -> ModelResult:
     """One system, trained (or reused) and scored: what a ``--jobs`` worker process does."""
-    if threads:  # N workers share the cores: N x all-cores threads would thrash
+    if threads:  # a --jobs worker: N workers share the cores (N x all-cores threads would thrash)
         import torch
 
         torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, _stop_now)  # while scoring; the trainer takes SIGTERM over while it trains
     summary, origin = obtain_system_run(system, run_dir, cap_minutes, opts, switches)
     return scored_result(system, run_dir, summary, origin, out, n, seed, data, thresholds)
 
@@ -407,6 +411,11 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
     return out / "report.md"
 
 
+def _stop_now(signum: int, frame: object) -> None:
+    raise TrainingStopped(f"interrupted by {signal.Signals(signum).name} while scoring; run the same command "
+                          f"again to continue", signum)
+
+
 def _in_workers(systems: dict[str, SeedSystem], jobs: int, out: Path, cap: str,
                 score: Callable[..., ModelResult]) -> dict[str, ModelResult]:
     """``score(system, run_dir, threads=...)`` for every system, in ``jobs`` processes at once (spawned:
@@ -416,11 +425,31 @@ def _in_workers(systems: dict[str, SeedSystem], jobs: int, out: Path, cap: str,
                                f"{'s' if threads > 1 else ''}), in {out / 'runs'}{cap}")
     results: dict[str, ModelResult] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {sid: pool.submit(score, system, out / "runs" / sid, threads=threads)
-                   for sid, system in systems.items()}
-        for sid, future in futures.items():
-            results[sid] = future.result()
-            print(f"  {sid}: {results[sid].origin}", flush=True)
+
+        def stop_workers(signum: int, frame: object) -> None:
+            # A signal to this process alone (kill PID) must stop the trainings too, each saving its step.
+            # Sent on as SIGTERM: a worker that also got the terminal's Ctrl-C would take a second
+            # SIGINT as "stop at once, save nothing".
+            for process in list(getattr(pool, "_processes", {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+        previous = {sig: signal.signal(sig, stop_workers) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            futures = {sid: pool.submit(score, system, out / "runs" / sid, threads=threads)
+                       for sid, system in systems.items()}
+            for sid, future in futures.items():
+                results[sid] = future.result()
+                print(f"  {sid}: {results[sid].origin}", flush=True)
+        except BrokenProcessPool:
+            raise MnistgenError(f"a --jobs worker process died (killed, or out of memory); what the others "
+                                f"finished is kept in {out}: run the same command again to continue") from None
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # systems not started yet stay untouched
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return results
 
 

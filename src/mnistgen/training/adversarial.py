@@ -32,6 +32,8 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
 
 
 class AdversarialTrainer(Trainer):
+    average_gradients_by_hand = True  # D is called on real and fake before one backward; WGAN-GP differentiates twice
+
     def setup(self) -> None:
         model: GAN = self.model
         self.opt_g = self.optimizer(model.generator.parameters(), self.t.lr_g)
@@ -65,7 +67,7 @@ class AdversarialTrainer(Trainer):
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         t = self.t
-        z = torch.randn(real.shape[0], self.model.latent_dim, device=self.device)
+        z = self.draw_noise(real.shape[0])
         # Fakes are asked for the batch's own digits: the training frequencies, at no extra cost.
         half = len(z) // 2 if t.split_real_fake else len(z)
         z_d, real_d, labels_d = z[:half], real[:half], labels[:half]
@@ -91,6 +93,10 @@ class AdversarialTrainer(Trainer):
                 self.last_g = {"g_loss": float(g.detach())}
         out.update(self.last_g)
         return out
+
+    def draw_noise(self, n: int) -> torch.Tensor:
+        """The batch's latent noise (a method, so that a test can give every rank its share of one draw)."""
+        return torch.randn(n, self.model.latent_dim, device=self.device)
 
     def sampling_model(self) -> GAN:
         return self.ema.module if self.ema is not None else self.model

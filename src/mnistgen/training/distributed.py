@@ -5,7 +5,12 @@ Each of the ``size`` processes (ranks) takes its own contiguous shard of every g
 preset's ``batch_size``, which must divide by ``size``); DistributedDataParallel averages the
 gradients, so a step sees the same gradient as one process with the whole batch would, up to float
 rounding and the random numbers (ranks draw their own). Only rank 0 writes the run folder.
-The vae and flow families are covered; GANs are refused (see :data:`GAN_REFUSAL`).
+The vae and flow families train through DistributedDataParallel. A GAN step calls each network more
+than once before one backward pass (and WGAN-GP differentiates twice), which DDP's hooks do not
+allow, so GANs average their gradients with one all-reduce before each optimizer step
+(:func:`average_gradients`), which gives the same step. Their BatchNorm layers normalise over each
+rank's share of the batch: SyncBatchNorm would make that the global batch, but runs only on GPUs, and
+no machine with several was at hand to test it.
 """
 
 from __future__ import annotations
@@ -18,12 +23,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-GAN_REFUSAL = (
-    "distributed training covers the vae and flow families, not GANs: a GAN step calls each network more than "
-    "once before one backward pass (and WGAN-GP differentiates twice), which DistributedDataParallel does not "
-    "support, and SyncBatchNorm, which a BatchNorm GAN would need, runs only on GPUs")
-
 
 @dataclass(frozen=True)
 class World:
@@ -86,6 +85,26 @@ def parallel(model: nn.Module, method: str, world: World, device: torch.device) 
         return getattr(model, method)
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(MethodCall(model, method), device_ids=ids)
+
+
+def broadcast_parameters(model: nn.Module, world: World) -> None:
+    """Every rank starts from rank 0's weights and buffers (DDP does this for the models it wraps)."""
+    if world.size > 1:
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(optimizer: torch.optim.Optimizer, world: World) -> None:
+    """Replace the gradients of ``optimizer``'s parameters by their mean over the ranks, in one
+    all-reduce, as DDP would after the backward pass of a model it wraps."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if world.size == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world.size
+    for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(mean.view_as(g))
 
 
 def mean_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:

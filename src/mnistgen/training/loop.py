@@ -34,7 +34,8 @@ from ..fileio import atomic_write_text
 from ..images import save_grid
 from ..modelinfo import lines_of_code, model_info
 from ..models import GAN, VAE, build_model
-from .distributed import GAN_REFUSAL, any_rank, join, mean_over_ranks, parallel, step_seed, world_from_env
+from .distributed import (any_rank, average_gradients, broadcast_parameters, join, mean_over_ranks, parallel, step_seed,
+                          world_from_env)
 
 VAL_BATCH = 1000  # largest validation chunk
 GRID_SIZE = 64  # fixed latents drawn once per run; every epoch's grid decodes the same ones
@@ -92,6 +93,12 @@ class Trainer:
 
     has_validation = False
     discard_untrained = False  # a new run stopped before its first step is removed (start_run)
+    # Distributed: gradients averaged in backward_step, not by DDP (a family whose steps DDP cannot wrap).
+    average_gradients_by_hand = False
+
+    @property
+    def average_by_hand(self) -> bool:
+        return self.average_gradients_by_hand and self.world.size > 1
 
     def __init__(self, cfg: Config, opts: RunOptions, model: VAE | GAN | None = None):
         self.cfg, self.t = cfg, cfg.train
@@ -99,8 +106,6 @@ class Trainer:
         self.device = resolve_device(opts.device)
         self.world = world_from_env()
         if self.world.size > 1:
-            if cfg.family == "gan":
-                raise MnistgenError(GAN_REFUSAL)
             if self.device.type == "cuda":  # one GPU per process (shared round-robin only where there are fewer)
                 self.device = torch.device("cuda", self.world.local_rank % torch.cuda.device_count())
                 torch.cuda.set_device(self.device)
@@ -125,6 +130,7 @@ class Trainer:
                 raise MnistgenError(f"batch_size {min(self.t.batch_size, len(x_train))} does not divide among "
                                     f"{self.world.size} processes; it is the global batch, each process takes an equal share")
             join(self.world, self.device)
+            broadcast_parameters(self.model, self.world)
         self.x_train = to_float_images(x_train, self.model.data_range).to(self.device)
         self.y_train = torch.as_tensor(y_train, dtype=torch.long, device=self.device)
         self.x_val = to_float_images(x_test, self.model.data_range).to(self.device)
@@ -238,6 +244,8 @@ class Trainer:
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.average_by_hand:  # (gradients of DDP-wrapped methods are averaged during backward)
+            average_gradients(optimizer, self.world)
         self.scaler.step(optimizer)
         self.scaler.update()
 
