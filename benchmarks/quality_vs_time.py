@@ -7,7 +7,9 @@ have (up to timing noise), so budgets 1, 2, 5 and 15 cost 15 minutes, not 23. Ev
 is scored by ``mnistgen evaluate`` (10,000 samples); sampling speed is timed on the last one.
 
 Run:   .venv/bin/python benchmarks/quality_vs_time.py [PRESET_OR_RUN ...] [--budgets 1,2,5,15]
-(a run folder of an earlier call is evaluated again instead of trained)
+           [--beside EARLIER.json]
+(a run folder of an earlier call is evaluated again instead of trained; --beside draws an earlier
+result file's curves in the same plot, labelled with that file's date, and copies them into the JSON)
 Writes benchmarks/results/quality-vs-time-<date>-<device>.json and .png; run folders are kept
 under runs/quality-vs-time/ (not in the repo) so the grids can be looked at.
 """
@@ -59,7 +61,7 @@ def train_with_snapshots(entry: str, budgets: list[float], seed: int, device: st
             raise MnistgenError(f"{path} has no snapshot for minute(s) {missing}")
         return path, json.loads((path / "summary.json").read_text())
     cfg = apply_overrides(load_preset(entry), [f"epochs={UNBOUNDED_EPOCHS}"])
-    run_dir = runs / f"{stamp}-{entry}-{time.strftime('%H%M%S')}"
+    run_dir = runs / f"{stamp}-{Path(entry).stem}-{time.strftime('%H%M%S')}"  # a preset name, or a YAML's
     trainer = make_trainer(cfg, RunOptions(out=str(run_dir), seed=seed, device=device,
                                            max_minutes=budgets[-1], snapshot_minutes=tuple(budgets)))
     trainer.prepare_new_run()
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", default="runs/quality-vs-time", help="where the run folders go")
+    parser.add_argument("--beside", help="an earlier quality-vs-time JSON whose presets (those not run now) "
+                                         "are drawn beside, labelled as earlier")
     parser.add_argument("--out", help="results path without suffix (default: "
                                       "benchmarks/results/quality-vs-time-<date>-<device>)")
     args = parser.parse_args()
@@ -111,8 +115,15 @@ def main() -> None:
               "machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "samples_per_evaluation": args.n, "seed": args.seed,
               "real_data": ceiling, "results": results}
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     curves = {name: [(p["minutes"], p) for p in r["points"]] for name, r in results.items()}
+    if args.beside:  # earlier measurements of other presets, on the same machine, kept apart by name
+        earlier = json.loads(Path(args.beside).read_text())
+        when = Path(args.beside).stem.removeprefix("quality-vs-time-")
+        record["beside"] = {"file": Path(args.beside).name, "command": earlier.get("command"),
+                            "results": {k: v for k, v in earlier["results"].items() if k not in results}}
+        for name, r in record["beside"]["results"].items():
+            curves[f"{name} ({when})"] = [(p["minutes"], p) for p in r["points"]]
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     plots.quality_vs_time(curves, ceiling, f"quality vs training time, {device}, {torch.get_num_threads()} threads",
                           out.with_suffix(".png"))
     print(f"wrote {out}.json and {out}.png")

@@ -86,6 +86,19 @@ def test_loss_targets_the_straight_path_velocity_and_drops_labels_only_in_traini
     assert 0.4 < dropped < 0.6
 
 
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_a_data_predicting_flow_lands_on_its_prediction_and_never_asks_at_t_1(sampler):
+    digit = torch.rand(2, 1, 28, 28) * 2 - 1
+    model = with_net(tiny_flow(sampler=sampler, steps=3, target="data"), lambda x, t, y: digit.clone())
+    torch.testing.assert_close(model.generate(torch.randn(2, 1, 28, 28)), digit)
+    assert max(t for t, _ in model.net.calls) < 1.0  # the step onto t = 1 is an Euler step
+    # Its loss compares the network's output with the digit itself, not with a velocity.
+    model = with_net(tiny_flow(target="data"), lambda x, t, y: torch.zeros_like(x))
+    assert abs(float(model.loss(digit)["loss"]) - float((digit ** 2).mean())) < 1e-6
+    with pytest.raises(ValueError, match="target"):
+        FlowMatching(target="noise")
+
+
 @pytest.mark.parametrize("patch", [1, 2])
 def test_unet_keeps_the_image_shape_and_starts_at_zero_output(patch):
     model = FlowMatching(width=8, patch=patch)
@@ -138,8 +151,11 @@ def test_validation_uses_fixed_noise_and_leaves_the_training_stream_alone(tmp_pa
 @pytest.fixture(scope="module")
 def trained_flow(tmp_path_factory, mnist):
     out = tmp_path_factory.mktemp("flow") / "run"
+    # Velocity target: its UNet starts at zero output, and after 4 warm-up steps a data-predicting one
+    # still draws one grey image whatever the noise, steps or guidance (these tests compare draws).
     assert main(["train", "flow", "--subset", "128", "--epochs", "1", "--set", "batch_size=32", "--set",
-                 "model_args.width=8", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+                 "model_args.width=8", "--set", "model_args.target=velocity", "--out", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
     return out
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from .errors import ConfigError
 from .models import MODELS
-from .models.flow_matching import SAMPLERS, TIME_DISTRIBUTIONS
+from .models.flow_matching import SAMPLERS, TARGETS, TIME_DISTRIBUTIONS
 
 FAMILIES = ("vae", "gan", "flow")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
@@ -169,6 +169,7 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "patch": Rule(int, choices=(1, 2)),  # UNet on 28x28 pixels, or on 14x14 patches of 2x2
     "label_dropout": FRACTION,  # share of "no digit" labels in training (classifier-free guidance)
     "time_distribution": Rule(str, choices=TIME_DISTRIBUTIONS),
+    "target": Rule(str, choices=TARGETS),  # what the flow network predicts: the velocity, or the clean digit
     "steps": Rule(int, low=1, high=1000),  # sampling steps
     "sampler": Rule(str, choices=SAMPLERS),
     "guidance": Rule(float, low=0, high=20),  # classifier-free guidance weight (0: none)
