@@ -96,10 +96,6 @@ class Trainer:
     # Distributed: gradients averaged in backward_step, not by DDP (a family whose steps DDP cannot wrap).
     average_gradients_by_hand = False
 
-    @property
-    def average_by_hand(self) -> bool:
-        return self.average_gradients_by_hand and self.world.size > 1
-
     def __init__(self, cfg: Config, opts: RunOptions, model: VAE | GAN | None = None):
         self.cfg, self.t = cfg, cfg.train
         self.out = Path(opts.out)
@@ -244,7 +240,7 @@ class Trainer:
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.average_by_hand:  # (gradients of DDP-wrapped methods are averaged during backward)
+        if self.average_gradients_by_hand:  # (DDP-wrapped methods average theirs during backward; alone: no-op)
             average_gradients(optimizer, self.world)
         self.scaler.step(optimizer)
         self.scaler.update()
