@@ -55,6 +55,19 @@ def test_heun_is_exact_for_a_velocity_linear_in_time_where_euler_is_not():
     torch.testing.assert_close(euler, torch.full_like(start, 0.5))
 
 
+def test_samples_are_generated_in_small_batches_with_the_same_result():
+    model = tiny_flow(steps=2, guidance=1.0)
+    model.net.head[-1].weight.data.normal_()  # a net that does not output zeros
+    whole = model.sample(21, generator=torch.Generator().manual_seed(0))
+    sizes = []
+    generate = model.generate
+    model.generate = lambda noise, labels=None: sizes.append(len(noise)) or generate(noise, labels)
+    model.generation_batch = 8
+    parts = model.sample(21, generator=torch.Generator().manual_seed(0))
+    assert sizes == [8, 8, 5]
+    torch.testing.assert_close(parts, whole, atol=1e-5, rtol=0)
+
+
 def test_guidance_mixes_in_the_unconditional_velocity_only_when_asked():
     digit = torch.full((2,), 3)
     velocity = lambda x, t, y: torch.full_like(x, 1.0 if y is None else 2.0)  # noqa: E731

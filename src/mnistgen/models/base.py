@@ -205,9 +205,16 @@ class FlowModel(DigitModel):
             out = out + self.guidance * (out - self.net(x, t, None))
         return out
 
+    # Samples carried through the ODE together: each one's path is independent of the others', and on
+    # a CPU the UNet runs ~3x faster per image on 256 at a time than on 2,000 (its activations stay in cache).
+    generation_batch = 256
+
     def decode_latents(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         low, high = self.data_range
-        images = self.generate(z.reshape(-1, 1, 28, 28), labels)
+        noise = z.reshape(-1, 1, 28, 28)
+        size = self.generation_batch
+        images = torch.cat([self.generate(noise[i:i + size], None if labels is None else labels[i:i + size])
+                            for i in range(0, len(noise), size)]) if len(noise) else noise
         return ((images - low) / (high - low)).clamp(0, 1)
 
     def parts(self) -> dict[str, list[nn.Module]]:
