@@ -5,6 +5,7 @@ Every (steps, guidance) pair is scored like `mnistgen evaluate RUN --steps S --g
 
 Run:   .venv/bin/python benchmarks/flow_sampling.py RUN_OR_CHECKPOINT [--steps 1,2,4,8,16,32]
            [--guidance 0,1,2,4] [--sampler euler|heun] [-n 10000]
+       .venv/bin/python benchmarks/flow_sampling.py --replot RESULTS.json   (the plot again, nothing sampled)
 Writes benchmarks/results/flow-sampling-<date>-<device>.json, .md and .png (or --out PATH without suffix).
 """
 
@@ -48,14 +49,19 @@ def table(rows: list[dict], real: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", help="a flow-family run folder or checkpoint")
+    parser.add_argument("target", nargs="?", help="a flow-family run folder or checkpoint")
     parser.add_argument("--steps", default="1,2,4,8,16,32")
     parser.add_argument("--guidance", default="0,1,2,4")
     parser.add_argument("--sampler", choices=("euler", "heun"), help="default: the run's")
     parser.add_argument("-n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="results path without suffix")
+    parser.add_argument("--replot", metavar="RESULTS.json", help="only draw that result file's plot again")
     args = parser.parse_args()
+    if args.replot:
+        return plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
+    if not args.target:
+        parser.error("give a run folder or checkpoint (or --replot RESULTS.json)")
     model, cfg = load_trained_model(args.target)
     sampler = args.sampler or getattr(model, "sampler", None)
     rows = []
@@ -85,11 +91,17 @@ def main() -> None:
     out.with_suffix(".md").write_text(f"# Flow sampling: quality against steps and guidance\n\n`{command}`, "
                                       f"{torch.get_num_threads()} threads, n = {args.n} per row, seed {args.seed}\n\n"
                                       f"{table(rows, real)}\n")
+    plot(record, out.with_suffix(".png"))
+    print(f"wrote {out}.json, .md and .png")
+
+
+def plot(record: dict, path: Path) -> None:
+    """One line per guidance weight against sampling steps."""
+    rows = record["rows"]
     curves = {f"guidance {w:g}": [(r["steps"], r) for r in rows if r["guidance"] == w]
               for w in dict.fromkeys(r["guidance"] for r in rows)}
-    plots.quality_vs_time(curves, real, f"{cfg.preset}: quality vs sampling steps ({sampler}), n = {args.n}",
-                          out.with_suffix(".png"), x_label="sampling steps")
-    print(f"wrote {out}.json, .md and .png")
+    plots.quality_vs_time(curves, record["real_data"], f"{record['preset']['preset']}: quality vs sampling steps "
+                          f"({rows[0]['sampler']}), n = {record['samples_per_evaluation']}", path, x_label="sampling steps")
 
 
 if __name__ == "__main__":

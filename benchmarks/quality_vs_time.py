@@ -8,6 +8,7 @@ is scored by ``mnistgen evaluate`` (10,000 samples); sampling speed is timed on 
 
 Run:   .venv/bin/python benchmarks/quality_vs_time.py [PRESET_OR_RUN ...] [--budgets 1,2,5,15]
            [--beside EARLIER.json]
+       .venv/bin/python benchmarks/quality_vs_time.py --replot RESULTS.json   (the plot again, nothing trained)
 (a run folder of an earlier call is evaluated again instead of trained; --beside draws an earlier
 result file's curves in the same plot, labelled with that file's date, and copies them into the JSON)
 Writes benchmarks/results/quality-vs-time-<date>-<device>.json and .png; run folders are kept
@@ -80,7 +81,10 @@ def main() -> None:
                                          "are drawn beside, labelled as earlier")
     parser.add_argument("--out", help="results path without suffix (default: "
                                       "benchmarks/results/quality-vs-time-<date>-<device>)")
+    parser.add_argument("--replot", metavar="RESULTS.json", help="only draw that result file's plot again")
     args = parser.parse_args()
+    if args.replot:
+        return replot(Path(args.replot))
     budgets = sorted(float(b) for b in args.budgets.split(","))
     stamp = time.strftime("%Y-%m-%d")
     results: dict[str, dict] = {}
@@ -115,18 +119,31 @@ def main() -> None:
               "machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "samples_per_evaluation": args.n, "seed": args.seed,
               "real_data": ceiling, "results": results}
-    curves = {name: [(p["minutes"], p) for p in r["points"]] for name, r in results.items()}
     if args.beside:  # earlier measurements of other presets, on the same machine, kept apart by name
         earlier = json.loads(Path(args.beside).read_text())
-        when = Path(args.beside).stem.removeprefix("quality-vs-time-")
         record["beside"] = {"file": Path(args.beside).name, "command": earlier.get("command"),
                             "results": {k: v for k, v in earlier["results"].items() if k not in results}}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    plot(record, device, out.with_suffix(".png"))
+    print(f"wrote {out}.json and {out}.png")
+
+
+def plot(record: dict, device: str, path: Path) -> None:
+    """The record's curves, and those it was given --beside (labelled with that file's date)."""
+    curves = {name: [(p["minutes"], p) for p in r["points"]] for name, r in record["results"].items()}
+    if "beside" in record:
+        when = Path(record["beside"]["file"]).stem.removeprefix("quality-vs-time-")
         for name, r in record["beside"]["results"].items():
             curves[f"{name} ({when})"] = [(p["minutes"], p) for p in r["points"]]
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    plots.quality_vs_time(curves, ceiling, f"quality vs training time, {device}, {torch.get_num_threads()} threads",
-                          out.with_suffix(".png"))
-    print(f"wrote {out}.json and {out}.png")
+    plots.quality_vs_time(curves, record["real_data"], f"quality vs training time, {device}, "
+                          f"{record['threads']} threads", path)
+
+
+def replot(path: Path) -> None:
+    """Draw an earlier result file's plot again (e.g. after the plot gained panels), nothing trained."""
+    record = json.loads(path.read_text())
+    plot(record, next(iter(record["results"].values()))["device"], path.with_suffix(".png"))
+    print(f"wrote {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

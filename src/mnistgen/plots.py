@@ -175,8 +175,11 @@ def labelled_grids(pictures: dict[str, np.ndarray], title: str, path: str | os.P
     return _save(fig, path)
 
 
+# Two rows: how digit-like the samples are, then how close to real handwriting (FID) and how much of
+# its variety they cover (recall) without leaving it (precision).
 QUALITY_PANELS = (("acceptable", "acceptable (p >= 0.9)"), ("coverage", "coverage"),
-                  ("inception_score", "Inception Score"), ("fid", "FID (lower is better)"))
+                  ("inception_score", "Inception Score"), ("fid", "FID (lower is better)"),
+                  ("precision", "precision"), ("recall", "recall"))
 
 
 def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, title: str,
@@ -185,11 +188,15 @@ def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, 
     the real-data row as a dashed line. ``curves``: preset -> [(minutes, scores), ...].
     Any other positive x works too (e.g. sampling steps, one line per guidance weight): say which in ``x_label``."""
     budgets = sorted({m for points in curves.values() for m, _ in points})
-    fig, axes = plt.subplots(1, len(QUALITY_PANELS), figsize=(4.0 * len(QUALITY_PANELS), 3.3))
+    columns = 3
+    fig, axes = plt.subplots(2, columns, figsize=(4.0 * columns, 6.6))
+    axes = axes.ravel()
     for ax, (key, label) in zip(axes, QUALITY_PANELS):
         for name, points in curves.items():
-            ax.plot([m for m, _ in points], [s[key] for _, s in points], marker="o", label=name)
-        ax.axhline(ceiling[key], color="gray", linestyle="--", linewidth=1, label="real data")
+            scored = [(m, s[key]) for m, s in points if key in s]  # older result files lack some scores
+            ax.plot([m for m, _ in scored], [v for _, v in scored], marker="o", label=name)
+        if key in ceiling:
+            ax.axhline(ceiling[key], color="gray", linestyle="--", linewidth=1, label="real data")
         ax.set_xscale("log")
         ax.set_xticks(budgets, labels=[f"{m:g}" for m in budgets])
         ax.minorticks_off()
