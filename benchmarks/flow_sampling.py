@@ -26,13 +26,27 @@ from mnistgen.sampling import load_trained_model, sample_images, set_sampling
 SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
 
 
-def digits_per_second(target: str, n: int, **sampling: object) -> float:
+def network_calls(model: torch.nn.Module) -> int:
+    """Network calls per digit, counted on one draw (a data-predicting flow's last Heun step is an
+    Euler step, guidance doubles each call: counting beats a formula)."""
+    calls = []
+    hook = model.net.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        model.sample(1, generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    return len(calls)
+
+
+def digits_per_second(target: str, n: int, **sampling: object) -> tuple[float, int]:
+    """Digits per second for ``n`` digits, and network calls per digit."""
     model, cfg = load_trained_model(target)
     set_sampling(model, cfg.preset, **sampling)
+    calls = network_calls(model)
     sample_images(model, min(n, 200))  # warm-up: first calls allocate
     started = time.perf_counter()
     sample_images(model, n)
-    return n / (time.perf_counter() - started)
+    return n / (time.perf_counter() - started), calls
 
 
 def table(rows: list[dict], real: dict) -> str:
@@ -71,11 +85,10 @@ def main() -> None:
             sampling = {"steps": steps, "guidance": guidance, "sampler": sampler}
             result = evaluate(args.target, n=args.n, seed=args.seed, sampling=sampling)
             real = {k: result["real"][k] for k in SCORES}
-            calls = steps * (2 if sampler == "heun" else 1) * (2 if guidance > 0 else 1)
+            # timed on 500 digits (whole batches already): the draw is what costs, not the scoring
+            speed, calls = digits_per_second(args.target, min(args.n, 500), **sampling)
             row = {"steps": steps, "guidance": guidance, "sampler": sampler, "network_calls": calls,
-                   **{k: result["samples"][k] for k in SCORES},
-                   # timed on 500 digits (whole batches already): the draw is what costs, not the scoring
-                   "digits_per_second": round(digits_per_second(args.target, min(args.n, 500), **sampling))}
+                   **{k: result["samples"][k] for k in SCORES}, "digits_per_second": round(speed)}
             rows.append(row)
             print(f"steps {steps:3d} guidance {guidance:g}: FID {row['fid']:.3f} precision {row['precision']:.3f} "
                   f"recall {row['recall']:.3f} acceptable {row['acceptable']:.3f} {row['digits_per_second']:,} digits/s",
