@@ -124,12 +124,13 @@ def main() -> None:
         record["beside"] = {"file": Path(args.beside).name, "command": earlier.get("command"),
                             "results": {k: v for k, v in earlier["results"].items() if k not in results}}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    plot(record, device, out.with_suffix(".png"))
+    plot(record, out.with_suffix(".png"))
     print(f"wrote {out}.json and {out}.png")
 
 
-def plot(record: dict, device: str, path: Path) -> None:
+def plot(record: dict, path: Path) -> None:
     """The record's curves, and those it was given --beside (labelled with that file's date)."""
+    device = next(iter(record["results"].values()))["device"]
     curves = {name: [(p["minutes"], p) for p in r["points"]] for name, r in record["results"].items()}
     if "beside" in record:
         when = Path(record["beside"]["file"]).stem.removeprefix("quality-vs-time-")
@@ -142,7 +143,7 @@ def plot(record: dict, device: str, path: Path) -> None:
 def replot(path: Path) -> None:
     """Draw an earlier result file's plot again (e.g. after the plot gained panels), nothing trained."""
     record = json.loads(path.read_text())
-    plot(record, next(iter(record["results"].values()))["device"], path.with_suffix(".png"))
+    plot(record, path.with_suffix(".png"))
     print(f"wrote {path.with_suffix('.png')}")
 
 
