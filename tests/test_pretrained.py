@@ -84,3 +84,26 @@ def test_shipped_weights_still_score_what_their_record_says(name, mnist):
     # Binomial noise of a share over n images, and the record's own spread: 4 standard deviations.
     noise = math.sqrt(expected * (1 - expected) / n + record["scores"]["spread"]["acceptable"] ** 2)
     assert abs(scores["acceptable"] - expected) <= 4 * noise + 0.005, (scores["acceptable"], expected)
+
+
+@pytest.mark.parametrize("record, problem", [
+    ('{"name": "gan", "config": {"preset": "gan", "fam', "cannot be read (JSONDecodeError"),  # cut short
+    ('{"name": "gan", "scores": {}}', "holds no config of the run that made the weights"),
+    ('["gan"]', "holds no config of the run that made the weights"),
+    ('{"config": {"family": "gan", "model": "no_such_model"}}', "its config is not valid"),
+    ('{"config": {"family": "gan", "model": "fast_gan", "model_args": [1, 2]}}', "its config is not valid"),
+])
+def test_a_damaged_pretrained_record_is_one_line_naming_the_file_and_the_remedy(record, problem, shipped_here,
+                                                                                 tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "gan.safetensors").write_bytes((shipped_here[1] / "gan.safetensors").read_bytes())
+    (folder / "gan.json").write_text(record)
+    monkeypatch.setenv(FOLDER_ENV, str(folder))
+    for command in (["sample", "gan", "--pretrained", "-n", "4", "--out", str(tmp_path / "x.png")],
+                    ["evaluate", "gan", "--pretrained", "-n", "20"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"mnistgen: error: {folder / 'gan.json'}") and problem in err, err
+        assert "reinstall mnistgen, or for weights of your own" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()

@@ -25,6 +25,8 @@ from .models import build_model
 from .sampling import load_trained_model
 
 FOLDER_ENV = "MNISTGEN_PRETRAINED_DIR"  # tests point this at weights of their own
+REMEDY = (f"reinstall mnistgen, or for weights of your own in ${FOLDER_ENV}, export them again "
+          f"(mnistgen.pretrained.export_run)")
 
 
 def pretrained_dir() -> Path:
@@ -37,17 +39,28 @@ def pretrained_names() -> list[str]:
 
 
 def read_record(name: str) -> dict[str, Any]:
+    """The record beside the weights ``name``: a JSON object that holds at least the run's ``config``."""
     names = pretrained_names()
     if name not in names:
         shipped = ", ".join(names) if names else "none are shipped in this installation"
         raise MnistgenError(f"no pretrained weights named {name!r}; pretrained: {shipped}")
-    return json.loads((pretrained_dir() / f"{name}.json").read_text())
+    path = pretrained_dir() / f"{name}.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # cut short, not JSON, not UTF-8, or unreadable
+        raise MnistgenError(f"{path} cannot be read ({exc.__class__.__name__}: {exc}); {REMEDY}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise MnistgenError(f"{path} holds no config of the run that made the weights; {REMEDY}")
+    return record
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[Any, Config]:
     """The pretrained model ``name`` (e.g. ``gan``) in eval mode, in float32, and its config."""
     record = read_record(name)
-    cfg = Config.from_dict(record["config"])
+    try:
+        cfg = Config.from_dict(record["config"])
+    except (MnistgenError, TypeError, ValueError) as exc:  # a hand-edited record: wrong keys or types
+        raise MnistgenError(f"{pretrained_dir() / f'{name}.json'}: its config is not valid ({exc}); {REMEDY}") from None
     model = build_model(cfg.model, **cfg.model_args)
     path = pretrained_dir() / f"{name}.safetensors"
     try:
