@@ -105,7 +105,7 @@ def test_cli_json_and_table(files, tmp_path, capsys):
     out = tmp_path / "scores.json"
     assert main(["evaluate", str(files["real"]), "-n", "500", "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "real (ceiling)" in table and "p >= 0.9" in table
+    assert "real images (ceiling)" in table and "p >= 0.9" in table and "± is the standard deviation" in table
     result = json.loads(out.read_text())
     for row in ("samples", "real"):
         assert {"n", "acceptable", "coverage", "class_histogram", "inception_score", "inception_score_std",

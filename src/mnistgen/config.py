@@ -23,10 +23,13 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .models import MODELS
-from .models.flow_matching import SAMPLERS, TARGETS, TIME_DISTRIBUTIONS
 
+# This module imports no torch: the CLI's help, its option checks and `mnistgen presets` use it
+# and start in a fraction of a second. The model registry is imported where a model is needed.
 FAMILIES = ("vae", "gan", "flow")
+SAMPLERS = ("euler", "heun")  # how a flow model integrates its ODE (models/flow_matching.py)
+TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
+TARGETS = ("velocity", "data")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
 SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
 
@@ -178,8 +181,29 @@ MODEL_ARG_RULES: dict[str, Rule] = {
 
 def model_defaults(model: str) -> dict[str, Any]:
     """The constructor's arguments with their defaults (``inspect.Parameter.empty`` if none)."""
-    params = inspect.signature(MODELS[model].__init__).parameters
-    return {name: p.default for name, p in params.items() if name != "self"}
+    from .models import model_class
+
+    params = inspect.signature(model_class(model).__init__).parameters
+    return {name: p.default for name, p in params.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def is_custom(model: str) -> bool:
+    """A model named ``module:Class`` (the user's own) rather than a registry name."""
+    return ":" in model
+
+
+PLAIN = (bool, int, float, str)
+
+
+def check_custom_arg(model: str, name: str, value: Any) -> Any:
+    """A constructor argument of the user's own model: a plain value (or a list of them), since the
+    run stores it in config.yaml and rebuilds the model from it on resume."""
+    if isinstance(value, PLAIN) or value is None or (
+            isinstance(value, (list, tuple)) and all(isinstance(v, PLAIN) for v in value)):
+        return list(value) if isinstance(value, tuple) else value
+    raise ConfigError(f"model_args.{name} of {model} must be a number, string, boolean or a list of them "
+                      f"(mnistgen stores it to rebuild the model), not {type(value).__name__}")
 
 
 @dataclass
@@ -213,10 +237,12 @@ class Config:
         family, model = d.get("family"), d.get("model")
         if family not in FAMILIES:
             raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-        if model not in MODELS:
-            raise ConfigError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
-        if MODELS[model].family != family:
-            raise ConfigError(f"model {model!r} is a {MODELS[model].family}, preset says {family}")
+        from .models import model_class
+
+        if not isinstance(model, str):
+            raise ConfigError(f"model must be a registry name or module:Class, not {model!r}")
+        if model_class(model).family != family:
+            raise ConfigError(f"model {model!r} is a {model_class(model).family}, preset says {family}")
         d["model_args"] = resolve_model_args(model, d.get("model_args") or {})
         return cls(**d, train=TrainSettings(**train))
 
@@ -232,6 +258,9 @@ def resolve_model_args(model: str, given: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"model {model!r} needs model_args {', '.join(missing)}")
     for name, value in args.items():
+        if is_custom(model) and name not in MODEL_ARG_RULES:
+            args[name] = check_custom_arg(model, name, value)
+            continue
         if name not in MODEL_ARG_RULES:
             raise ConfigError(f"model argument {name!r} of {model!r} has no rule in mnistgen.config.MODEL_ARG_RULES")
         args[name] = MODEL_ARG_RULES[name].check(f"model_args.{name}", value)
@@ -247,6 +276,13 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
+def preset_records() -> dict[str, dict[str, Any]]:
+    """Every packaged preset's YAML as written (not validated: that needs the models, hence torch),
+    for listings that must start fast."""
+    folder = resources.files("mnistgen") / "presets"
+    return {name: yaml.safe_load((folder / f"{name}.yaml").read_text()) for name in preset_names()}
+
+
 def load_preset(name: str) -> Config:
     """A packaged preset by name, or a preset YAML file by path (e.g. a sweep's best.yaml)."""
     names = preset_names()
@@ -254,7 +290,8 @@ def load_preset(name: str) -> Config:
     if name.endswith((".yaml", ".yml")) and path.is_file():
         text, name = path.read_text(), path.stem
     elif name not in names:
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(names)} (or a preset .yaml file)")
+        hint = suggest(name, names)
+        raise ConfigError(f"unknown preset {name!r}{hint}; valid presets: {', '.join(names)} (or a preset .yaml file)")
     else:
         text = (resources.files("mnistgen") / "presets" / f"{name}.yaml").read_text()
     try:
@@ -270,37 +307,70 @@ def load_preset(name: str) -> Config:
         raise ConfigError(f"preset {name}: {exc}") from None
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Return a copy of ``cfg`` with ``key=value`` overrides applied, each checked by its rule.
-    An explicit ``epochs`` turns ``fill_budget`` off: the user asked for that many epochs."""
+def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """" (did you mean X?)" for the closest option, case-insensitively, or "" when none is close."""
+    import difflib
+
+    lowered = {option.lower(): option for option in options}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[close[0]]}?)" if close else ""
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"lr=1e-3"`` -> ``("lr", 0.001)``: the value parsed as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r} must look like key=value (e.g. lr=1e-3)")
+    try:
+        return key, yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item}: cannot parse the value ({exc.problem})") from None
+
+
+def _setting_rule(cfg: Config, key: str, said: str) -> tuple[str, str, Rule | None]:
+    """Where ``key`` lives ("train" or "model_args"), its name there, and its rule (None: a plain
+    argument of the user's own model)."""
+    if key.startswith("model_args."):
+        name = key.split(".", 1)[1]
+        defaults = model_defaults(cfg.model)
+        if name not in defaults or not (name in MODEL_ARG_RULES or is_custom(cfg.model)):
+            raise ConfigError(f"{said}: model {cfg.model!r} takes no argument {name!r}"
+                              f"{suggest(name, list(defaults))}; its arguments: {', '.join(defaults)}")
+        return "model_args", name, MODEL_ARG_RULES.get(name)
+    if key in TRAIN_RULES:
+        return "train", key, TRAIN_RULES[key]
+    model_keys = [f"model_args.{name}" for name in model_defaults(cfg.model)]
+    hint = suggest(key, train_keys() + model_keys) or suggest(f"model_args.{key}", model_keys)
+    raise ConfigError(f"{said}: unknown setting {key!r}{hint}; valid: {', '.join(train_keys())}, "
+                      f"or model_args.NAME")
+
+
+def apply_settings(cfg: Config, settings: dict[str, Any], option: str = "") -> Config:
+    """A copy of ``cfg`` with ``settings`` (``{"lr": 1e-3, "model_args.latent_dim": 8}``; a
+    ``model_args`` dict is spread the same way) applied, each checked by its rule. ``option``
+    prefixes error messages (the CLI's "--set"). An explicit ``epochs`` turns ``fill_budget`` off:
+    the user asked for that many epochs."""
+    flat = dict(settings)
+    flat.update({f"model_args.{k}": v for k, v in (flat.pop("model_args", None) or {}).items()})
     d = cfg.to_dict()
-    keys = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip().removeprefix("train.")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r} must look like key=value (e.g. lr=1e-3)")
+    for key, value in flat.items():
+        key = key.removeprefix("train.")
+        said = f"{option} {key}={value}".strip()
+        where, name, rule = _setting_rule(cfg, key, said)
+        if rule is None:
+            d[where][name] = check_custom_arg(cfg.model, name, value)
+            continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item}: cannot parse the value ({exc.problem})") from None
-        if key.startswith("model_args."):
-            name = key.split(".", 1)[1]
-            defaults = model_defaults(cfg.model)
-            if name not in defaults or name not in MODEL_ARG_RULES:
-                raise ConfigError(f"--set {item}: model {cfg.model!r} takes no argument {name!r}; "
-                                  f"its arguments: {', '.join(defaults)}")
-            rule, target = MODEL_ARG_RULES[name], d["model_args"]
-        elif key in TRAIN_RULES:
-            name, rule, target = key, TRAIN_RULES[key], d["train"]
-        else:
-            raise ConfigError(f"--set {item}: unknown setting {key!r}; valid: {', '.join(train_keys())}, "
-                              f"or model_args.NAME")
-        try:
-            target[name] = rule.coerce(value)
+            d[where][name] = rule.coerce(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"--set {item}: {key} must be {rule.describe()}") from None
-        keys.append(key)
+            raise ConfigError(f"{said}: {key} must be {rule.describe()}") from None
+    keys = {key.removeprefix("train.") for key in flat}
     if "epochs" in keys and "fill_budget" not in keys:
         d["train"]["fill_budget"] = False
     return Config.from_dict(d)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """``apply_settings`` for the CLI's ``--set key=value`` strings (values parsed as YAML scalars)."""
+    return apply_settings(cfg, dict(parse_override(item) for item in overrides), option="--set")

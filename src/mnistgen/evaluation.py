@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -15,7 +16,7 @@ from .classifier import WEIGHTS_FILE, MnistClassifier, load_classifier, shipped_
 from .data import MnistData, cache_dir, load_dataset, to_float_images
 from .fileio import atomic_write
 from .errors import MnistgenError
-from .metrics import (DEFAULT_THRESHOLD, SCORE_VERSION, ClassifierView, classify, load_image_file, score, spread_note,
+from .metrics import (DEFAULT_THRESHOLD, PR_K, SCORE_VERSION, ClassifierView, classify, load_image_file, score, spread_note,
                       ten_class_acceptable)
 
 IMAGE_SUFFIXES = (".npz", ".npy")
@@ -23,7 +24,8 @@ MIN_IMAGES = 2  # the fewest that FID, KID and a spread can be computed on; each
 
 
 def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None = None,
-                  sampling: dict | None = None, pretrained: bool = False) -> tuple[torch.Tensor, str]:
+                  sampling: dict | None = None, pretrained: bool = False,
+                  device: str = "cpu") -> tuple[torch.Tensor, str]:
     """``n`` images in [0, 1] from a run folder / checkpoint / pretrained model's name (sampled with
     ``seed``, and the ``sampling`` options of :func:`mnistgen.sampling.set_sampling`) or an image
     file, and their description, naming the target ``name`` (default: its path as given)."""
@@ -33,7 +35,7 @@ def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None
     path = Path(target)
     name = name or str(path)
     if pretrained:
-        model, cfg = load_pretrained(str(target))
+        model, cfg = load_pretrained(str(target), device)
         name = f"pretrained {target}"
     elif not path.exists():
         raise MnistgenError(f"{path} does not exist")
@@ -47,28 +49,49 @@ def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None
             print(f"note: {path} holds {len(images)} images; evaluating all of them")
         return images[:n], f"{name} ({min(n, len(images))} images from file)"
     elif path.is_dir() or path.suffix == ".pt":
-        model, cfg = load_trained_model(path)
+        model, cfg = load_trained_model(path, device)
     else:
         raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
     changed = set_sampling(model, cfg.preset, **(sampling or {}))
     return sample_float(model, n, seed), f"{name} (preset {cfg.preset}, {n} samples, seed {seed}{', ' * bool(changed)}{changed})"
 
 
-@functools.lru_cache(maxsize=2)
-def reference_set(data: str | None) -> tuple[MnistClassifier, dict, MnistData, ClassifierView]:
-    """Classifier, data and the test set's classification, computed once per process
-    (a report evaluates several models against the same reference)."""
+def _weights_digest() -> str:
+    return hashlib.sha256((shipped_weights_dir() / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+
+
+def _cached_view(path: Path, compute: Callable[[], ClassifierView]) -> ClassifierView:
+    """The classification of a fixed image set, read from ``path`` or computed and written there."""
+    if path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return ClassifierView(saved["probs"], saved["features"], {PR_K: saved["radii"]})
+        except Exception:  # damaged or from another version: recompute
+            pass
+    view = compute()
+    state = {"probs": view.probs, "features": view.features, "radii": view.knn_radii(PR_K)}
+    atomic_write(path, lambda fh: torch.save(state, fh))
+    return view
+
+
+@functools.lru_cache(maxsize=4)
+def reference_set(data: str | None, device: str = "cpu") -> tuple[MnistClassifier, dict, MnistData, ClassifierView]:
+    """Classifier, data and the test set's classification. The classification (features and their
+    nearest-neighbour radii) depends only on the classifier weights and the data, so it is kept in
+    the cache folder: after the first time on a machine, scoring a handful of images takes seconds."""
     classifier, record = load_classifier()
+    classifier.to(device)
     mnist = load_dataset(data)
-    return classifier, record, mnist, classify(classifier, to_float_images(mnist.x_test))
+    key = json.dumps([SCORE_VERSION, _weights_digest(), mnist.source, str(mnist.path), len(mnist.x_test)])
+    path = cache_dir() / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    return classifier, record, mnist, _cached_view(path, lambda: classify(classifier, to_float_images(mnist.x_test)))
 
 
-def _ceiling(data: str | None, n: int, seed: int, threshold: float) -> dict:
+def _ceiling(data: str | None, n: int, seed: int, threshold: float, device: str = "cpu") -> dict:
     """The metrics of ``n`` real training images: the same for every target, so cached on disk,
     keyed by everything it depends on (classifier weights, data, n, seed, threshold)."""
-    classifier, record, mnist, reference = reference_set(data)
-    weights = hashlib.sha256((shipped_weights_dir() / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
-    key = json.dumps([SCORE_VERSION, weights, mnist.source, mnist.path, n, seed, threshold])
+    classifier, record, mnist, reference = reference_set(data, device)
+    key = json.dumps([SCORE_VERSION, _weights_digest(), mnist.source, str(mnist.path), n, seed, threshold])
     path = cache_dir() / f"ceiling-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         try:
@@ -91,17 +114,27 @@ def check_options(n: int, threshold: float = DEFAULT_THRESHOLD) -> None:
 
 def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
              data: str | None = None, name: str | None = None, ten_class_thresholds: tuple[float, ...] = (),
-             sampling: dict | None = None, pretrained: bool = False) -> dict:
+             sampling: dict | None = None, pretrained: bool = False, device: str = "cpu") -> dict:
     """Scores of ``n`` images of ``target`` and of as many real training images; ``name`` is how the
     result's description names the target (a report passes a path relative to itself).
     ``ten_class_thresholds`` adds, under ``samples.ten_class_acceptable``, what a plain 10-class
     classifier would accept at each of them (the rule of the seed reports). ``sampling`` changes how a
     model samples (e.g. ``{"steps": 4}``; see :func:`mnistgen.sampling.set_sampling`); with ``pretrained``,
-    ``target`` names shipped weights (e.g. ``gan``)."""
+    ``target`` names shipped weights (e.g. ``gan``). Models sample and the classifier runs on ``device``."""
     check_options(n, threshold)
     started = time.perf_counter()
-    images, description = target_images(target, n, seed, name, sampling, pretrained)
-    classifier, record, mnist, reference = reference_set(data)
+    images, description = target_images(target, n, seed, name, sampling, pretrained, device)
+    return evaluate_images(images, description, seed, threshold, data, ten_class_thresholds, device, started)
+
+
+def evaluate_images(images: torch.Tensor, description: str, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
+                    data: str | None = None, ten_class_thresholds: tuple[float, ...] = (), device: str = "cpu",
+                    started: float | None = None) -> dict:
+    """Scores of float ``images`` (N, 1, 28, 28) in [0, 1] beside as many real training images (see
+    :func:`evaluate`); ``seconds`` counts from ``started`` (default: now)."""
+    started = time.perf_counter() if started is None else started
+    check_options(len(images), threshold)
+    classifier, record, mnist, reference = reference_set(data, device)
     view = classify(classifier, images)
     result = {
         "target": description,
@@ -110,7 +143,7 @@ def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshol
         "reference": f"{len(mnist.x_test)} test images",
         "classifier": {k: record.get(k) for k in ("command", "test_accuracy", "uniform_noise_called_a_digit")},
         "samples": score(view, reference, threshold, seed),
-        "real": _ceiling(data, len(images), seed, threshold),
+        "real": _ceiling(data, len(images), seed, threshold, device),
     }
     if ten_class_thresholds:
         result["samples"]["ten_class_acceptable"] = {f"{t:g}": ten_class_acceptable(view.probs, t)
@@ -119,32 +152,40 @@ def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshol
     return result
 
 
-def _cell(row: dict, key: str, width: int, fmt: str) -> str:
-    value = row[key]
-    return f"{'-' if value is None else format(value, fmt):>{width}s}"
+METRIC_NAMES = {"acceptable": "acceptable digits", "coverage": "class coverage", "inception_score": "Inception Score",
+                "fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall"}
+
+
+def score_rows(result: dict) -> list[tuple[str, str, str]]:
+    """(metric, samples, real images) cells of a result; a value's ± is its bootstrap spread."""
+    def cell(row: dict, key: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        text = f"{value:.5f}" if key == "kid" else f"{value:.3f}"
+        spread = row.get("spread", {}).get(key)
+        return text if spread is None else f"{text} ± {spread:.3f}"
+
+    return [(label, cell(result["samples"], key), cell(result["real"], key)) for key, label in METRIC_NAMES.items()]
 
 
 def format_table(result: dict) -> str:
-    head = f"{'':14s}{'n':>7s}{'accept':>8s}{'cover':>7s}{'IS':>14s}{'FID':>9s}{'KID':>17s}{'prec':>7s}{'recall':>8s}"
-    lines = [f"target: {result['target']}",
-             f"acceptable = classified as a digit with p >= {result['threshold']:g}; "
-             f"FID/KID/precision/recall against {result['reference']} in the classifier's feature space",
-             head]
-    rows = (("samples", result["samples"]), ("real (ceiling)", result["real"]))
-    for label, row in rows:
-        lines.append(
-            f"{label:14s}{row['n']:7d}{_cell(row, 'acceptable', 8, '.3f')}{_cell(row, 'coverage', 7, '.3f')}"
-            f"{_cell(row, 'inception_score', 8, '.3f')} ±{_cell(row, 'inception_score_std', 5, '.3f')}"
-            f"{_cell(row, 'fid', 9, '.3f')}{_cell(row, 'kid', 9, '.5f')} ±{_cell(row, 'kid_std', 6, '.5f')}"
-            f"{_cell(row, 'precision', 7, '.3f')}{_cell(row, 'recall', 8, '.3f')}")
-    spread = result["samples"]["spread"]
-    lines.append(f"spread of the samples' scores ({spread_note(result['samples']['n'], result['seed'])}): "
-                 + ", ".join(f"{key} {value:.3g}" for key, value in spread.items()))
-    # The ceiling row has as many images as the samples: its notes are mostly the same ones.
-    lines.extend(dict.fromkeys(f"{key} not computed: {why}" for _, row in rows for key, why in row["skipped"].items()))
+    """The result as text: one row per metric, the samples beside as many real training images."""
+    n = result["samples"]["n"]
+    heads = ("", f"these {n:,} samples", f"{n:,} real images (ceiling)")
+    rows = [heads, *score_rows(result)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"target: {result['target']}"]
+    lines += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+              for row in rows]
+    lines.append(f"± is {spread_note(n, result['seed'])}.")
+    lines.append(f"acceptable digits: classified as a digit with p >= {result['threshold']:g}; FID, KID, precision "
+                 f"and recall against {result['reference']} in the reference classifier's feature space.")
+    lines.extend(dict.fromkeys(f"{METRIC_NAMES[key]} not computed: {why}"
+                               for row in (result["samples"], result["real"]) for key, why in row["skipped"].items()))
     hist = " ".join(f"{d}:{share:.3f}" for d, share in enumerate(result["samples"]["class_histogram"]))
     lines.append(f"sample classes: {hist}")
     clf = result["classifier"]
-    lines.append(f"classifier: test accuracy {clf['test_accuracy']}, trained by `{clf['command']}`; "
-                 f"{result['seconds']:.1f} s")
+    lines.append(f"reference classifier: test accuracy {clf['test_accuracy']}, trained by `{clf['command']}`")
+    lines.append(f"evaluation took {result['seconds']:.1f} s")
     return "\n".join(lines)

@@ -64,11 +64,12 @@ class ClassifierView:
 @torch.no_grad()
 def classify(model: MnistClassifier, images: torch.Tensor, batch: int = 1000) -> ClassifierView:
     model.eval()
+    device = next(model.parameters()).device
     probs, feats = [], []
     for chunk in images.split(batch):
-        f = model.features(chunk)
-        feats.append(f)
-        probs.append(model.head(f).softmax(1))
+        f = model.features(chunk.to(device))
+        feats.append(f.cpu())
+        probs.append(model.head(f).softmax(1).cpu())
     return ClassifierView(torch.cat(probs).double(), torch.cat(feats).double())
 
 

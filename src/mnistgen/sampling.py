@@ -13,13 +13,14 @@ from .config import Config
 from .errors import CheckpointError, MnistgenError
 from .fileio import atomic_write
 from .images import save_grid, to_uint8
-from .models import GAN, VAE, FlowModel, build_model
+from .models import FlowModel, build_model
+from .models.base import DigitModel
 
 # How a flow model samples; each may be changed at sampling time (`sample`/`evaluate --steps ...`).
 FLOW_SAMPLING = ("steps", "sampler", "guidance")
 
 
-def load_trained_model(target: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE | GAN | FlowModel, Config]:
+def load_trained_model(target: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DigitModel, Config]:
     """The model of a run folder or checkpoint, in eval mode; its EMA weights if it has them (GANs, flows)."""
     state = load_checkpoint(find_checkpoint(target))
     cfg = Config.from_dict(state["config"])
@@ -36,7 +37,7 @@ def load_trained_model(target: str | os.PathLike, device: str | torch.device = "
     return model.to(device).eval(), cfg
 
 
-def set_sampling(model: VAE | GAN | FlowModel, preset: str, **options: object) -> str:
+def set_sampling(model: DigitModel, preset: str, **options: object) -> str:
     """Change how ``model`` samples: ``temperature`` (any model), ``steps``, ``sampler`` and ``guidance``
     (flow models); options given as None are left as they are. An option the model does not have is
     refused. Returns the changes as text for descriptions, e.g. "steps 4, guidance 2"."""
@@ -57,23 +58,58 @@ def set_sampling(model: VAE | GAN | FlowModel, preset: str, **options: object) -
 
 
 @torch.no_grad()
-def sample_float(model: VAE | GAN | FlowModel, n: int, seed: int, batch: int = 2000) -> torch.Tensor:
-    """``n`` samples as float images in [0, 1] on the CPU, drawn in chunks, the same for a given seed."""
+def draw(model: DigitModel, n: int, seed: int = 0, digit: int | None = None, batch: int = 2000,
+         device: str | torch.device | None = None) -> torch.Tensor:
+    """``n`` samples as images in [0, 1], drawn in chunks of ``batch`` and the same for a given seed
+    on every device; only ``digit`` if given (class-conditional models). Each chunk is moved to
+    ``device`` (default: it stays on the model's), so a long draw need not fit in GPU memory."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.cat([model.sample(min(batch, n - i), generator=gen).cpu().float() for i in range(0, n, batch)])
+    chunks = []
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        labels = None if digit is None else torch.full((size,), digit, dtype=torch.long)
+        images = model.sample(size, generator=gen, labels=labels)
+        chunks.append(images if device is None else images.to(device))
+    return torch.cat(chunks) if chunks else torch.zeros(0, 1, 28, 28, device=device)
 
 
-def sample_images(model: VAE | GAN, n: int, seed: int = 0, batch: int = 2000, digit: int | None = None) -> np.ndarray:
-    """``n`` samples as uint8 (n, 28, 28), reproducible for a given seed; only ``digit`` if given
-    (class-conditional models)."""
+def sample_float(model: DigitModel, n: int, seed: int, batch: int = 2000) -> torch.Tensor:
+    """``n`` samples as float32 images in [0, 1] on the CPU (what the metrics take)."""
+    return draw(model, n, seed, batch=batch, device="cpu").float()
+
+
+def sample_images(model: DigitModel, n: int, seed: int = 0, batch: int = 2000, digit: int | None = None) -> np.ndarray:
+    """``n`` samples as uint8 (n, 28, 28), reproducible for a given seed; only ``digit`` if given."""
+    return to_uint8(draw(model, n, seed, digit, batch, device="cpu"))
+
+
+@torch.no_grad()
+def first_latent(model: DigitModel, seed: int, digit: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The latent (latent_dim,) and digit (1,) that :func:`draw` uses for the first image of ``seed``
+    (the same random stream), so a walk starts and ends on digits one has seen."""
     gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, model.latent_dim, generator=gen) * model.temperature
+    labels = None if digit is None else torch.full((1,), digit, dtype=torch.long)
+    if model.num_classes and labels is None:
+        labels = torch.randint(model.num_classes, (1,), generator=gen)
+    return z[0], labels
 
-    def labels(size: int) -> torch.Tensor | None:
-        return None if digit is None else torch.full((size,), digit, dtype=torch.long)
 
-    chunks = [to_uint8(model.sample(min(batch, n - i), generator=gen, labels=labels(min(batch, n - i))))
-              for i in range(0, n, batch)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, 28, 28), np.uint8)
+@torch.no_grad()
+def interpolation(model: DigitModel, a: int = 0, b: int = 1, points: int = 10, digit: int | None = None) -> torch.Tensor:
+    """``points`` images (points, 1, 28, 28) in [0, 1] on the model's device, walking from the first
+    digit of seed ``a`` to that of seed ``b``: a straight line between the latents, or a great circle
+    for a flow (whose noise lives near a sphere); a conditional model's two digits blend on the way."""
+    za, ya = first_latent(model, a, digit)
+    zb, yb = first_latent(model, b, digit)
+    along = torch.linspace(0, 1, points)[:, None]
+    path = great_circle(za, zb, points) if isinstance(model, FlowModel) else torch.lerp(za, zb, along)
+    labels = None
+    if model.num_classes and ya is not None and yb is not None:
+        one_hot = torch.eye(model.num_classes)
+        labels = torch.lerp(one_hot[ya[0]], one_hot[yb[0]], along)
+    device = next(model.parameters()).device
+    return model.decode_latents(path.to(device), None if labels is None else labels.to(device))
 
 
 def write_samples(images: np.ndarray, out: str | os.PathLike) -> Path:

@@ -1,6 +1,11 @@
-"""Model registry: name -> class. A preset YAML names its model here."""
+"""Model registry: name -> class. A preset YAML names its model here, or names a class of the
+user's own as ``module:Class`` (a subclass of :class:`VAE`, :class:`GAN` or :class:`FlowModel`)."""
 
 from __future__ import annotations
+
+import importlib
+import os
+import sys
 
 from torch import nn
 
@@ -35,13 +40,48 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(name: str, **kwargs) -> VAE | GAN | FlowModel:
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+DigitModelClass = type[VAE] | type[GAN] | type[FlowModel]
+
+
+def _import_module(module: str, name: str) -> object:
+    """``module`` imported as ``python -m`` would: the current folder is searched too (a console
+    script's path lacks it). A class defined in a notebook lives in ``__main__``."""
+    if module in sys.modules:
+        return sys.modules[module]
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
-        return MODELS[name](**kwargs)
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"model {name!r}: cannot import {module!r} ({exc}); run from the folder that holds "
+                          f"it or put it on PYTHONPATH") from None
+
+
+def model_class(name: str) -> DigitModelClass:
+    """The class a config's ``model`` names: a registry name, or ``module:Class``."""
+    if ":" not in name:
+        if name not in MODELS:
+            raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}, or module:Class")
+        return MODELS[name]  # type: ignore[return-value]
+    module, _, attr = name.partition(":")
+    cls = getattr(_import_module(module, name), attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, (VAE, GAN, FlowModel))):
+        raise ConfigError(f"model {name!r}: {module} has no class {attr!r} that subclasses mnistgen's VAE, "
+                          f"GAN or FlowModel")
+    return cls
+
+
+def model_name(cls: type) -> str:
+    """How a config names ``cls``: its registry name, or ``module:Class`` for the user's own."""
+    return next((name for name, known in MODELS.items() if known is cls), f"{cls.__module__}:{cls.__qualname__}")
+
+
+def build_model(name: str, **kwargs) -> VAE | GAN | FlowModel:
+    cls = model_class(name)
+    try:
+        return cls(**kwargs)
     except (TypeError, ValueError, RuntimeError, MemoryError) as exc:  # RuntimeError: e.g. out of memory
         raise ConfigError(f"cannot build model {name!r} with {kwargs}: {str(exc).splitlines()[0]}") from exc
 
 
-__all__ = ["GAN", "VAE", "FlowModel", "MODELS", "build_model"]
+__all__ = ["GAN", "VAE", "FlowModel", "MODELS", "build_model", "model_class", "model_name"]

@@ -17,6 +17,10 @@ take and ignore them. :meth:`sample` draws uniform digits when it is given none.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,8 +41,35 @@ def with_class(h: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -
     return torch.cat([h, class_vectors(labels, num_classes)], dim=1) if num_classes else h
 
 
+def recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that also keeps the arguments it was called with in ``self.constructor_args``: a
+    model handed to ``mnistgen.train`` is stored in its run as class + arguments, and rebuilt from
+    them on resume. The outermost ``__init__`` returns last, so its arguments are the ones kept."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def init_and_record(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        given = dict(list(bound.arguments.items())[1:])  # without self
+        for name, param in signature.parameters.items():
+            if param.kind is param.VAR_KEYWORD:
+                given.update(given.pop(name))
+        self.constructor_args = given
+
+    return init_and_record
+
+
 class DigitModel(nn.Module):
     """What VAEs and GANs share: a latent prior, optional class conditioning, and sampling."""
+
+    constructor_args: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = recording_arguments(cls.__init__)  # type: ignore[method-assign]
 
     latent_dim: int
     num_classes: int = 0

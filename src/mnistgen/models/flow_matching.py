@@ -22,12 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..config import SAMPLERS, TARGETS, TIME_DISTRIBUTIONS
 from .base import FlowModel
 from .unet import DigitUNet
-
-SAMPLERS = ("euler", "heun")
-TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
-TARGETS = ("velocity", "data")
 # Least 1 - t in the velocity of a data-predicting network: its divisor (t = 1 itself is never asked).
 MIN_REMAINING = 1e-3
 
