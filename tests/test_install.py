@@ -73,8 +73,12 @@ def fake_venv(folder: Path) -> Path:
 
 
 def make(*args: str, **env: str) -> str:
+    # Under `make test` the outer make's flags and variables (SYSTEM_SITE_PACKAGES=1 ...) would
+    # reach this make through the environment: each test gives its own.
+    outer = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SYSTEM_SITE_PACKAGES", "VENV"}
+    clean = {k: v for k, v in os.environ.items() if k not in outer}
     done = subprocess.run(["make", "-C", str(ROOT), "--no-print-directory", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **env}, check=True)
+                          text=True, timeout=60, env={**clean, **env}, check=True)
     return done.stdout
 
 
