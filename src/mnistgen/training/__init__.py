@@ -83,44 +83,87 @@ def refuse_changes(run: dict[str, Any], given: dict[str, Any], out: Path) -> Non
 
 def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progress: bool = True,
                overrides: list[str] | tuple[str, ...] = (), preset: str | None = None, device: str | None = None,
-               seed: int | None = None, subset: int | None = None, data: str | None = None) -> dict[str, Any]:
+               seed: int | None = None, subset: int | None = None, data: str | None = None,
+               on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Continue the run in ``out`` from its last checkpoint; return its summary (with
-    ``already_complete`` true when there was nothing left to train).
+    ``already_complete`` true when there was nothing left to train). ``on_epoch`` as in :func:`start_run`.
 
     ``seed``, ``subset`` and ``data`` may be given only to confirm the run's own values, and
-    ``overrides`` may not touch the network or the batches; anything else is refused."""
+    ``overrides`` may not touch the network or the batches; anything else is refused. A refusal,
+    and a run that is already complete, leave the folder exactly as it was: everything is checked
+    before the lock is taken or a file is written."""
     out = Path(out)
-    if not out.is_dir():
-        raise MnistgenError(f"--resume {out}: no such run folder")
+    checked = check_resume(out, max_minutes=max_minutes, progress=progress, overrides=overrides, preset=preset,
+                           device=device, seed=seed, subset=subset, data=data)
+    trainer = checked.trainer
+    summary_file = out / "summary.json"
+    if trainer.complete and summary_file.is_file():
+        return {**json.loads(summary_file.read_text()), "already_complete": True}
     # Rank 0 of a distributed run holds the lock for all of its ranks.
     with RunFolderLock(out) if world_from_env().main else contextlib.nullcontext():
-        state = load_checkpoint(out / "checkpoints" / "last.pt")
-        cfg = Config.from_dict(state["config"])
-        if preset and preset != cfg.preset:
-            raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {preset!r}")
-        run = state["run"]
-        refuse_changes(run, {"--seed": seed, "--subset": subset, "--data": data}, out)
-        for item in overrides:
-            key = item.partition("=")[0].strip().removeprefix("train.")
-            if key.startswith("model_args.") or key in FIXED_ON_RESUME:
-                raise MnistgenError(f"--set {item}: {key} cannot change on resume (it changes the network or the "
-                                    f"batches); start a new run instead")
-        # Runs made before amp/compile were preset settings stored the --amp/--compile flags here.
-        legacy = [f"{flag}=on" for flag in ("amp", "compile") if run.get(flag) is True]
-        changed = apply_overrides(cfg, legacy + list(overrides))
-        known = {f.name for f in dataclasses.fields(RunOptions)}
-        opts = RunOptions(**{**{k: v for k, v in run.items() if k in known}, "out": str(out),
-                             "max_minutes": max_minutes, "progress": progress})
-        opts = dataclasses.replace(opts, device=device or opts.device)
-        trainer = make_trainer(changed, opts)
-        trainer.resume(state)
-        if changed != cfg:
+        if checkpoint_signature(out) != checked.read_at:
+            raise MnistgenError(f"{out} was trained by another process while this one read it; run the same "
+                                f"command again to continue from where that one stopped")
+        trainer.on_epoch = on_epoch
+        trainer.resume(checked.state)
+        if checked.settings_changed:
             trainer.write_config()
-        if trainer.complete:
-            summary = trainer.finish("epochs") if not (out / "summary.json").is_file() else \
-                json.loads((out / "summary.json").read_text())
+        if trainer.complete:  # stopped after its last epoch, before writing its summary
+            summary = trainer.finish("epochs") if not summary_file.is_file() else json.loads(summary_file.read_text())
             return {**summary, "already_complete": True}
         return trainer.run()
+
+
+def checkpoint_signature(out: Path) -> tuple[int, int, int]:
+    """When and how last.pt was written: a checkpoint saved by another process changes it."""
+    st = (out / "checkpoints" / "last.pt").stat()
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+@dataclasses.dataclass
+class CheckedResume:
+    """A run read and checked for resuming, with nothing in its folder touched yet."""
+
+    trainer: Trainer  # with the new settings and the checkpoint loaded
+    state: dict[str, Any]  # the checkpoint
+    settings_changed: bool
+    read_at: tuple[int, int, int]  # last.pt's checkpoint_signature when it was read
+
+
+def check_resume(out: Path, max_minutes: float | None, progress: bool, overrides: list[str] | tuple[str, ...],
+                 preset: str | None, device: str | None, seed: int | None, subset: int | None,
+                 data: str | None) -> CheckedResume:
+    """Everything a resume checks, without writing anything: the folder is a run, the options agree
+    with it, its checkpoint fits the network and its metrics can be read."""
+    if not out.is_dir():
+        raise MnistgenError(f"--resume {out}: no such run folder")
+    if not (out / "checkpoints" / "last.pt").is_file():
+        raise MnistgenError(f"--resume {out}: not a run folder (it holds no checkpoints/last.pt); name a folder "
+                            f"that `mnistgen train` made")
+    read_at = checkpoint_signature(out)
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    cfg = Config.from_dict(state["config"])
+    if preset and preset != cfg.preset:
+        raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {preset!r}")
+    run = state["run"]
+    refuse_changes(run, {"--seed": seed, "--subset": subset, "--data": data}, out)
+    for item in overrides:
+        key = item.partition("=")[0].strip().removeprefix("train.")
+        if key.startswith("model_args.") or key in FIXED_ON_RESUME:
+            raise MnistgenError(f"--set {item}: {key} cannot change on resume (it changes the network or the "
+                                f"batches); start a new run instead")
+    # Runs made before amp/compile were preset settings stored the --amp/--compile flags here.
+    legacy = [f"{flag}=on" for flag in ("amp", "compile") if run.get(flag) is True]
+    changed = apply_overrides(cfg, legacy + list(overrides))
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    opts = RunOptions(**{**{k: v for k, v in run.items() if k in known}, "out": str(out),
+                         "max_minutes": max_minutes, "progress": progress})
+    opts = dataclasses.replace(opts, device=device or opts.device)
+    trainer = make_trainer(changed, opts)
+    trainer.load_state(state)  # a checkpoint that does not fit the network is refused here
+    if (out / "metrics.jsonl").is_file():
+        read_metrics(out / "metrics.jsonl")  # a damaged record is refused here, before the log is rewritten
+    return CheckedResume(trainer, state, changed != cfg, read_at)
 
 
 __all__ = ["RunOptions", "Trainer", "make_trainer", "start_run", "resume_run", "refuse_changes", "read_metrics",
