@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
 from mnistgen.runfolder import RunFolderLock
 
@@ -110,3 +111,102 @@ def test_a_folder_that_is_not_a_run_is_refused_and_left_alone(contents, tmp_path
     assert main(["train", "--resume", str(folder), "--no-progress"]) == 2
     assert "not a run folder (it holds no checkpoints/last.pt)" in one_line_error(capsys)
     assert snapshot(folder) == before
+
+
+# ------------------------------------------------------------------ the launcher of `train --nproc`
+
+LAUNCHER = [sys.executable, "-c", "import sys; from mnistgen.training.distributed import launch; "
+                                  "sys.exit(launch(sys.argv[1:]))"]
+# A stand-in for torchrun: a parent that starts a child in its group. On a stop, the parent writes its
+# file and ends at once; the child takes a second longer, so the launcher must wait for a process
+# that is no longer its child's child but an orphan.
+FAKE = textwrap.dedent("""
+    import signal, subprocess, sys, time
+    from pathlib import Path
+    folder, role = Path(sys.argv[1]), sys.argv[2]
+    def stop(signum, frame):
+        if role == "child":
+            time.sleep(1)
+        (folder / f"{role}.stopped").write_text(signal.Signals(signum).name)
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if role == "parent":
+        subprocess.Popen([sys.executable, __file__, str(folder), "child"])
+    (folder / f"{role}.pid").write_text(str(__import__("os").getpid()))
+    while True:
+        time.sleep(0.05)
+""")
+
+
+def wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """True for a process that runs (a zombie, ended but not collected, counts as alive too)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_to_the_launcher_reaches_every_process_and_waits_for_them(signum, code, tmp_path):
+    script = tmp_path / "fake_torchrun.py"
+    script.write_text(FAKE)
+    launcher = subprocess.Popen([*LAUNCHER, sys.executable, str(script), str(tmp_path), "parent"],
+                                stderr=subprocess.PIPE, text=True)
+    for role in ("parent", "child"):
+        wait_for(tmp_path / f"{role}.pid", launcher)
+    pids = [int((tmp_path / f"{role}.pid").read_text()) for role in ("parent", "child")]
+    launcher.send_signal(signum)
+    assert launcher.wait(timeout=30) == code, launcher.stderr.read()
+    assert [(tmp_path / f"{role}.stopped").read_text() for role in ("parent", "child")] == [signum.name] * 2
+    assert not any(alive(pid) for pid in pids)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pids[0], 0)  # the parent led the group: nothing of it is left
+
+
+@pytest.mark.parametrize("body, code", [("raise SystemExit(3)", 3), ("import os; os.kill(os.getpid(), 9)", 137)])
+def test_the_launcher_returns_the_commands_exit_code(body, code):
+    assert subprocess.run([*LAUNCHER, sys.executable, "-c", body], timeout=60).returncode == code
+
+
+def processes_naming(text: str) -> list[int]:
+    """PIDs of the processes whose command line holds ``text`` (zombies included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:  # ended while we looked
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the ranks through /proc")
+def test_sigterm_to_the_launcher_of_two_ranks_saves_and_leaves_no_rank_running(tmp_path, mnist):
+    """The slow one (about 20 s): torchrun with two real ranks, stopped during training."""
+    run = tmp_path / "ddp-run"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mnistgen",
+                "train", "vae", "--subset", "128", "--epochs", "1000", "--set", "batch_size=32", "--no-progress",
+                "--device", "cpu", "--out", str(run)]
+    launcher = subprocess.Popen([*LAUNCHER, *torchrun], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(run / "metrics.jsonl", launcher, seconds=120)  # an epoch is done: both ranks train
+    assert len(processes_naming(str(run))) >= 3  # torchrun and its two ranks
+    launcher.send_signal(signal.SIGTERM)
+    out, err = launcher.communicate(timeout=90)
+    assert launcher.returncode == 143, err[-3000:]
+    assert "interrupted by SIGTERM; saved epoch" in err
+    assert processes_naming(str(run)) == []
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert saved["global_step"] > 0
+    more = str(saved["epoch"] + 1)  # the saved run goes on, in one process
+    assert main(["train", "--resume", str(run), "--epochs", more, "--no-progress"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == int(more)

@@ -15,7 +15,12 @@ no machine with several was at hand to test it.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
 
 @dataclass(frozen=True)
 class World:
@@ -130,3 +136,63 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     """The random seed of a rank's step: a function of (seed, rank, step) only, so a resumed distributed
     run draws what the uninterrupted one would have, without storing every rank's generator state."""
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)
+
+
+PR_SET_CHILD_SUBREAPER = 36  # prctl option (linux/prctl.h)
+
+
+def launch(command: list[str]) -> int:
+    """Run ``command`` (torchrun, which starts the ranks) until every process it started has ended, and
+    return its exit code: 128 + the signal's number (130, 143) when Ctrl-C or SIGTERM stopped it.
+
+    The command runs in a process group of its own, and Ctrl-C or SIGTERM here is passed on to that
+    whole group once; torchrun in turn passes it on to its ranks (each in a session of its own), which
+    save their step and stop. Without this a signal ends this process alone and the ranks train on."""
+    adopt_orphans()
+    received: list[int] = []
+    process = subprocess.Popen(command, process_group=0)  # the group's id is the leader's pid
+
+    def pass_on(signum: int, frame: Any) -> None:
+        received.append(signum)
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:  # every process of the group has ended already
+            pass
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        code = process.wait()
+        wait_for_group(process.pid)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        return 128 + received[0]
+    return 128 - code if code < 0 else code  # -N: the leader was killed by signal N
+
+
+def adopt_orphans() -> None:
+    """Become the parent of descendants whose own parent ends first (Linux), so that their end can be
+    waited for and their exit status collected: adopted by PID 1 instead, they may stay zombies (some
+    containers' first process collects none), which look alive to a signal. Elsewhere a no-op."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def wait_for_group(group: int) -> None:
+    """Return once no process of ``group`` is left: collect those that are our children (adopted
+    ones included), and poll for any others."""
+    while True:
+        try:
+            os.waitpid(-group, 0)
+            continue
+        except ChildProcessError:  # none of the group is our child (any more)
+            pass
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
