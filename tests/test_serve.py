@@ -1,41 +1,38 @@
-"""`mnistgen serve`: every endpoint over HTTP, bad input, faults and concurrent clients, and the page
-driven in a real browser (Debian's chromium + chromedriver; skipped with the reason where absent)."""
+"""`mnistgen serve`: every endpoint over HTTP, bad input, faults and concurrent clients. The page itself,
+in a real browser: test_page_browser.py."""
 
 import base64
 import io
 import json
-import os
-import shutil
 import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
+import torch
+from serve_support import running, tiny, tiny_flow
 
 from mnistgen.cli import main
-from mnistgen.serve import MOST_SAMPLES, Explorer, create_app, load_models
-
-
-def tiny(preset, out, *extra):
-    assert main(["train", preset, "--subset", "128", "--epochs", "1", "--set", "batch_size=32", "--out", str(out),
-                 "--no-progress", "--device", "cpu", *extra]) == 0
-    return out
+from mnistgen.errors import MnistgenError
+from mnistgen.serve import MOST_SAMPLES, PLANE_CELLS, Explorer, create_app, load_models, serve
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, mnist):
     root = tmp_path_factory.mktemp("serve")
     return [tiny("mlp-vae-2d-seed002", root / "plane"), tiny("vae", root / "vae"), tiny("gan", root / "gan"),
-            tiny("flow", root / "flow", "--set", "model_args.width=8",
-                 "--set", "model_args.target=velocity")]  # a barely trained data target draws one grey image
+            tiny_flow(root / "flow")]
 
 
 @pytest.fixture(scope="module")
 def app(runs):
-    return create_app(Explorer(load_models(runs)))
+    explorer = Explorer(load_models(runs))
+    explorer.start_finding_directions()  # as `serve` does
+    return create_app(explorer)
 
 
 @pytest.fixture
@@ -171,14 +168,8 @@ def test_a_failing_model_is_a_500_and_the_server_keeps_answering(app, client, mo
 
 @pytest.fixture(scope="module")
 def server(app):
-    """The app on a real waitress server, on a free port of 127.0.0.1."""
-    from waitress import create_server
-
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}"
-    srv.close()
+    with running(app) as address:
+        yield address
 
 
 def fetch(url: str) -> tuple[int, bytes]:
@@ -223,79 +214,148 @@ def test_serve_refuses_a_port_in_use(runs, capsys):
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
 
 
-# ---------------------------------------------------------------------------------------------- browser
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+# ------------------------------------------------------------------------ what the page relies on
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install -y chromium "
-                    "chromium-driver; .ci/run does this where it may)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # Headless, and nothing that would call out to the internet (this machine has none).
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1200,1600"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+@pytest.mark.parametrize("url, parameter", [
+    ("/api/sample?model=gan&n=0", "n"),
+    ("/api/interpolate?model=gan&a=-3", "a"),
+    ("/api/sample?model=gan&steps=4", "steps"),
+    ("/api/sample?model=plane&digit=3", "digit"),
+    ("/api/latent?model=vae&c2=9", "c2"),
+    ("/api/plane?model=plane&cells=1", "cells"),
+])
+def test_a_bad_parameter_is_named_for_the_page_to_mark_its_field(client, url, parameter):
+    answer = client.get(url)
+    assert answer.status_code == 400 and answer.get_json()["parameter"] == parameter
+    assert "parameter" not in client.get("/api/sample?model=nope").get_json()  # no field is at fault
 
 
-def wait_for(browser, condition, timeout=60):
-    from selenium.webdriver.support.ui import WebDriverWait
+def test_models_say_whether_their_latent_directions_are_ready(client):
+    for name in ("vae", "gan", "flow"):
+        client.get(f"/api/latent?model={name}")  # waits for the background thread where it is still busy
+    models = {m["name"]: m for m in client.get("/api/models").get_json()}
+    assert models["plane"]["directions"] is None  # its page shows the plane instead
+    assert {models[name]["directions"] for name in ("vae", "gan", "flow")} == {"ready"}
 
-    return WebDriverWait(browser, timeout).until(lambda d: condition(d))
+
+def test_directions_are_found_in_the_background_while_requests_are_answered(runs):
+    gate = threading.Event()
+
+    class Gated(Explorer):
+        def find_directions(self, model):
+            assert gate.wait(60)
+            return super().find_directions(model)
+
+    explorer = Gated(load_models([runs[2]]))
+    explorer.start_finding_directions()
+    client = create_app(explorer).test_client()
+    assert client.get("/api/models").get_json()[0]["directions"] == "computing"
+    assert client.get("/api/samples?model=gan&n=2").status_code == 200  # not held up
+    gate.set()
+    assert client.get("/api/latent?model=gan&c1=1").status_code == 200
+    assert client.get("/api/models").get_json()[0]["directions"] == "ready"
 
 
-def test_page_in_a_real_browser(browser, server, tmp_path):
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+def test_directions_that_cannot_be_found_are_said_and_the_rest_works(runs, tmp_path):
+    client = create_app(Explorer(load_models(runs[1:3]), data=str(tmp_path / "missing.npz"))).test_client()
+    answer = client.get("/api/latent?model=vae&c1=1")  # a VAE's directions come from the data: missing here
+    assert answer.status_code == 503
+    assert "latent directions of vae could not be found" in answer.get_json()["error"]
+    assert "missing.npz does not exist" in answer.get_json()["error"]
+    vae = client.get("/api/models").get_json()[0]
+    assert vae["directions"] == "failed" and "missing.npz" in vae["directions_error"]
+    assert client.get("/api/latent?model=gan&c1=1").status_code == 200
+    assert client.get("/api/samples?model=vae&n=2").status_code == 200
 
-    def js(expression):  # read the page's state in one go (elements are replaced as answers arrive)
-        return browser.execute_script(f"return {expression};")
 
-    first_sample = "(document.querySelector('#samples img') || {}).src || ''"
-    browser.get(server + "/")
-    wait_for(browser, lambda d: js(first_sample).startswith("data:image/png"))
+def keras_style_arrays() -> dict[str, np.ndarray]:
+    """A tiny MNIST-like set stored as Keras' mnist.npz stores it: uint8 pixels and uint8 labels."""
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), "y_train": np.arange(60, dtype=np.uint8) % 10,
+            "x_test": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), "y_test": np.arange(10, dtype=np.uint8) % 10}
 
-    # Pick the conditional VAE and digit 7: the grid is redrawn with 7s asked for.
-    Select(browser.find_element(By.ID, "model")).select_by_value("vae")
-    wait_for(browser, lambda d: js("!document.getElementById('digit').disabled"))
-    wait_for(browser, lambda d: js("document.querySelectorAll('#samples img').length") == 20)
-    before = js(first_sample)
-    Select(browser.find_element(By.ID, "digit")).select_by_value("7")
-    wait_for(browser, lambda d: js(first_sample) not in ("", before))
-    assert js("[...document.querySelectorAll('#samples img')].every(i => i.src.startsWith('data:image/png'))")
-    assert js("document.querySelectorAll('#samples figcaption').length") == 20
 
-    # Draw a stroke on the pad: the classifier's eleven probabilities appear, and the VAE's reconstruction.
-    pad = browser.find_element(By.ID, "pad")
-    ActionChains(browser).move_to_element_with_offset(pad, 0, -90).click_and_hold() \
-        .move_by_offset(0, 60).move_by_offset(0, 60).move_by_offset(0, 60).release().perform()
-    wait_for(browser, lambda d: js("document.querySelectorAll('#probabilities .probability').length") == 11)
-    assert "not a digit" in js("document.getElementById('probabilities').textContent")
-    wait_for(browser, lambda d: (js("document.getElementById('reconstruction').src") or "").startswith("data:"))
+def latent_slider_status(explorer: Explorer) -> int:
+    answer = create_app(explorer).test_client().get("/api/latent?model=vae&seed=1&c1=2")
+    assert explorer.test_images()[1].dtype == torch.int64
+    return answer.status_code
 
-    # The 2-D VAE: dragging over the latent plane redraws the decoded digit.
-    latent = "document.getElementById('latent-image').src || ''"
-    Select(browser.find_element(By.ID, "model")).select_by_value("plane")
-    wait_for(browser, lambda d: js("document.getElementById('plane').offsetWidth") > 0)  # shown
-    wait_for(browser, lambda d: js(latent).startswith("data:"))
-    start = js(latent)
-    plane = browser.find_element(By.ID, "plane")
-    ActionChains(browser).move_to_element_with_offset(plane, -120, -120).click_and_hold() \
-        .move_by_offset(60, 60).move_by_offset(60, 60).release().perform()
-    wait_for(browser, lambda d: js(latent) != start)
-    assert js("document.getElementById('status').textContent") == ""  # no error shown on the page
-    shot = os.environ.get("MNISTGEN_SCREENSHOT")
-    if shot:  # how the README's screenshot is made: MNISTGEN_SCREENSHOT=docs/serve.png pytest -k browser
-        browser.save_screenshot(shot)
-    assert browser.save_screenshot(str(tmp_path / "page.png"))
+
+def test_uint8_labels_of_a_keras_style_npz_reach_the_latent_sliders(runs, tmp_path, monkeypatch):
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, **keras_style_arrays())
+    assert latent_slider_status(Explorer(load_models([runs[1]]), data=str(npz))) == 200
+    # Even from a loader that hands labels over as they are stored, the conditional VAE gets int64 ones.
+    from mnistgen import serve as serve_module
+
+    monkeypatch.setattr(serve_module, "load_dataset", lambda data: SimpleNamespace(**keras_style_arrays()))
+    assert latent_slider_status(Explorer(load_models([runs[1]]))) == 200
+
+
+def test_the_plane_map_tiles_the_plane_with_the_digits_decoded_there(client):
+    body = client.get("/api/plane?model=plane").get_json()
+    assert body["cells"] == PLANE_CELLS and body["extent"] == 3
+    picture = mpimg.imread(io.BytesIO(base64.b64decode(body["image"].split(",", 1)[1])), format="png")[..., 0]
+    assert picture.shape == (PLANE_CELLS * 28, PLANE_CELLS * 28)
+    # The top left square is the digit at the centre of the plane's top left square (x, y = -2.8, 2.8).
+    corner = 3 - 3 / PLANE_CELLS
+    point = client.get(f"/api/latent?model=plane&x={-corner}&y={corner}").get_json()["image"]
+    digit = mpimg.imread(io.BytesIO(base64.b64decode(point.split(",", 1)[1])), format="png")[::4, ::4, 0]
+    assert np.abs(picture[:28, :28] - digit).max() <= 2 / 255
+    assert np.abs(picture[-28:, -28:] - digit).max() > 0.05  # the opposite corner is another digit
+    small = client.get("/api/plane?model=plane&cells=4").get_json()
+    assert from_data_url(small["image"])[:2] == (112, 112)
+    answer = client.get("/api/plane?model=vae")
+    assert answer.status_code == 400 and "model vae has no 2-D latent plane" in answer.get_json()["error"]
+
+
+def nested(depth: int) -> str:
+    return '{"pixels": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("body, message", [
+    (nested(30_000), "not valid JSON"),  # under the size limit, too deep for the parser: a RecursionError before
+    ("[" * 30_000, "not valid JSON"),
+    (json.dumps({"pixels": [True] * 784}), "not true/false"),
+    (json.dumps({"pixels": [False] * 783 + [0.5]}), "not true/false"),
+    (json.dumps({"pixels": [[0.5]] * 784}), "numbers in [0, 1]"),
+    (json.dumps({"pixels": [0] * 783 + [10**400]}), "numbers in [0, 1]"),
+    ('{"pixels": [' + ", ".join(["NaN"] * 784) + "]}", "numbers in [0, 1]"),
+    ('{"pixels": [' + ", ".join(["1e999"] * 784) + "]}", "numbers in [0, 1]"),
+    (b"\xff\xfe\x00garbage", "not valid JSON"),
+    ("", "not valid JSON"),
+    ('{"pixels": 5}', "784 numbers"),
+    ("null", "784 numbers"),
+])
+def test_malformed_drawings_are_a_400_not_a_500(client, body, message):
+    answer = client.post("/api/classify?model=vae", data=body, content_type="application/json")
+    assert answer.status_code == 400, answer.data[:200]
+    assert message in answer.get_json()["error"]
+
+
+def test_serve_refuses_a_host_that_is_no_address(runs, capsys):
+    assert main(["serve", str(runs[2]), "--host", "999.1.1.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnistgen: error: --host 999.1.1.1: not an IP address") and err.count("\n") == 1
+    assert "127.0.0.1" in err  # what is allowed
+    with pytest.raises(MnistgenError, match="--host 192.0.2.1: cannot listen there"):
+        serve([str(runs[2])], host="192.0.2.1", port=0)  # a well-formed address that is not this machine's
+    with pytest.raises(MnistgenError, match="--host '': not an IP address"):
+        serve([str(runs[2])], host="")
+
+
+def test_serve_places_models_on_the_device_asked_for(runs):
+    with pytest.raises(MnistgenError, match="--device must be auto, cpu or cuda, not 'tpu'"):
+        serve([str(runs[2])], device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(MnistgenError, match="--device cuda asked for, but no CUDA device is available"):
+            serve([str(runs[2])], device="cuda")
+    explorer = Explorer(load_models(runs[1:3]), device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert explorer.device.type == expected
+    assert {next(e.model.parameters()).device.type for e in explorer.served.values()} == {expected}
+    assert next(explorer.classifier.parameters()).device.type == expected
+    client = create_app(explorer).test_client()
+    assert client.get("/api/latent?model=vae&c1=1").status_code == 200
+    assert client.get("/api/interpolate?model=vae&points=3").status_code == 200
