@@ -213,7 +213,8 @@ class Config:
     model: str
     model_args: dict[str, Any] = field(default_factory=dict)
     train: TrainSettings = field(default_factory=TrainSettings)
-    description: str = ""
+    description: str = ""  # where the preset comes from and why it is as it is
+    summary: str = ""  # one short line for listings
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -13,16 +13,16 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import MnistgenError
 from .fileio import atomic_write, atomic_write_text
-from .models import build_model
-from .sampling import load_trained_model
+
+if TYPE_CHECKING:
+    import torch
+# torch, safetensors and the models are imported where weights are read or written: listing the
+# shipped names (`mnistgen presets`) must start without them.
 
 FOLDER_ENV = "MNISTGEN_PRETRAINED_DIR"  # tests point this at weights of their own
 REMEDY = (f"reinstall mnistgen, or for weights of your own in ${FOLDER_ENV}, export them again "
@@ -56,6 +56,10 @@ def read_record(name: str) -> dict[str, Any]:
 
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[Any, Config]:
     """The pretrained model ``name`` (e.g. ``gan``) in eval mode, in float32, and its config."""
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
     record = read_record(name)
     try:
         cfg = Config.from_dict(record["config"])
@@ -75,6 +79,10 @@ def export_run(run: str | os.PathLike, name: str, out_dir: str | os.PathLike, re
                half: bool = True) -> Path:
     """Write the sampling weights of ``run`` as ``out_dir/name.safetensors`` (float16 when ``half``) and
     ``record`` (plus the config) as ``name.json``; returns the weights' path."""
+    from safetensors.torch import save
+
+    from .sampling import load_trained_model
+
     model, cfg = load_trained_model(run)
     weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
                for k, v in model.state_dict().items()}

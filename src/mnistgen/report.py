@@ -70,7 +70,7 @@ def stage(i: int, total: int, text: str) -> None:
 
 
 def obtain_run(entry: str, out: Path, minutes: float | None, epochs: int | None, data: str | None,
-               seed: int) -> tuple[Path, str, dict, str]:
+               seed: int, device: str = "auto") -> tuple[Path, str, dict, str]:
     """(run folder, label, summary, how it was obtained): an existing run folder as it is (an
     interrupted one is resumed first, for up to ``minutes``), or a preset trained now into ``out/runs``."""
     path = Path(entry)
@@ -88,7 +88,7 @@ def obtain_run(entry: str, out: Path, minutes: float | None, epochs: int | None,
     if epochs is not None:
         cfg = apply_overrides(cfg, [f"epochs={epochs}"])
     run_dir = out / "runs" / (entry if epochs is None else f"{entry}-{epochs}ep")
-    summary = start_run(cfg, RunOptions(out=str(run_dir), seed=seed, data=data, max_minutes=minutes))
+    summary = start_run(cfg, RunOptions(out=str(run_dir), seed=seed, device=device, data=data, max_minutes=minutes))
     return run_dir, label, summary, "trained now"
 
 
@@ -308,7 +308,10 @@ def render(blocks: list[tuple], out: Path) -> tuple[str, str]:
 
 
 def build_report(entries: list[str], out: Path, quick: bool = False, minutes: float | None = None,
-                 epochs: list[int] | None = None, n: int = 10_000, data: str | None = None, seed: int = 0) -> Path:
+                 epochs: list[int] | None = None, n: int = 10_000, data: str | None = None, seed: int = 0,
+                 device: str = "cpu") -> Path:
+    """Train or reuse each entry (a preset or a run folder), evaluate it on ``n`` samples (training and
+    scoring on ``device``), draw its figures, and write report.md, report.html and results.json in ``out``."""
     entries = entries or list(DEFAULT_PRESETS)
     for entry in entries:  # fail on a bad name before training anything
         if not Path(entry).is_dir():
@@ -328,10 +331,10 @@ def build_report(entries: list[str], out: Path, quick: bool = False, minutes: fl
         what = ("reusing" if (path / "summary.json").is_file() else "resuming") if path.is_dir() else "training"
         budget = f" for up to {minutes:g} minutes" if minutes and what != "reusing" else ""
         stage(2 * i + 1, total, f"{what} {entry}{f' for {e} epochs' if e else ''}{budget}")
-        run_dir, label, summary, origin = obtain_run(entry, out, minutes, e, data, seed)
+        run_dir, label, summary, origin = obtain_run(entry, out, minutes, e, data, seed, device)
         stage(2 * i + 2, total, f"evaluating {label} on {n:,} samples and drawing its figures")
         result = load_result(label, run_dir, summary, evaluate(run_dir, n=n, seed=seed, data=data,
-                                                               name=relative_path(run_dir, out)), origin)
+                                                               name=relative_path(run_dir, out), device=device), origin)
         model_figures(result, out / "figures", data, seed)
         results.append(result)
     stage(total, total, "writing report.md and report.html")
