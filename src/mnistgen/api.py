@@ -400,6 +400,9 @@ def config_of_model(network: DigitModel) -> Config:
     if not isinstance(network, DigitModel) or not hasattr(network, "constructor_args"):
         raise MnistgenError(f"train takes a preset name, a preset .yaml, a Config or a model that subclasses "
                             f"mnistgen.VAE, GAN or FlowModel, not {type(network).__name__}")
+    if "<locals>" in type(network).__qualname__:
+        raise MnistgenError(f"{type(network).__qualname__}: define the class at the top level of a module or "
+                            f"notebook, so that a resume can find it again")
     family_preset = load_preset(network.family)
     name = model_name(type(network))
     cfg = Config(preset=type(network).__name__, family=network.family, model=name,

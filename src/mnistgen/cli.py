@@ -554,7 +554,7 @@ def run_report(args: argparse.Namespace) -> int:
 def build_reproduce(sub: Any) -> None:
     repro = command(
         sub, "reproduce", "train the systems of the seed reports to their recipes; their claims beside ours",
-        "Train every system that the named seed reports describe (000-004, whose stated numbers ship in "
+        "Train every system that the named seed reports describe (000-004; the numbers they state ship in "
         "mnistgen/seeds/NNN.yaml) with its preset's recipe, evaluate it like `mnistgen evaluate`, and write "
         "report.md and report.html: first each report's claims beside ours with a verdict per system, then the "
         "report's own study from our runs. Runs already in --out are reused or continued (never retrained), so a "
