@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .data import TRAIN_PIXEL_MEAN, TRAIN_PIXEL_STD, InMemoryBatches, load_dataset, to_float_images
 from .errors import MnistgenError

@@ -7,14 +7,11 @@ import math
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.image as mpimg
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # no screen here; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .fileio import atomic_write  # noqa: E402
+from .fileio import atomic_write
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -50,5 +47,5 @@ def grid_png(images: np.ndarray | torch.Tensor, ncols: int | None = None, scale:
         images = to_uint8(images)
     picture = grid(images, ncols, pad=0 if len(images) == 1 else 2).repeat(scale, 0).repeat(scale, 1)
     buffer = io.BytesIO()
-    plt.imsave(buffer, picture, cmap="gray", vmin=0, vmax=255, format="png")
+    mpimg.imsave(buffer, picture, cmap="gray", vmin=0, vmax=255, format="png")  # no pyplot: no backend is set
     return buffer.getvalue()

@@ -6,16 +6,16 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib
+import matplotlib.image as mpimg
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no screen here; must precede pyplot
-import matplotlib.image as mpimg  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from .fileio import atomic_write
+from .images import grid, to_uint8
 
-from .fileio import atomic_write  # noqa: E402
-from .images import grid, to_uint8  # noqa: E402
+# Figures are made with matplotlib's Figure class, not pyplot: nothing global changes (a notebook keeps
+# its inline backend) and no screen is needed.
 
 # Loss terms worth a curve, per family, in display order (others in metrics.jsonl are ignored).
 LOSS_TERMS = {
@@ -27,18 +27,21 @@ LOSS_TERMS = {
 }
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG atomically (a reader never finds half a figure) and close it."""
-    try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+def subplots(*grid: int, figsize: tuple[float, float], layout: str | None = None, **kw: object) -> tuple[Figure, object]:
+    """``pyplot.subplots`` without pyplot: a new Figure and its axes."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*grid, **kw)
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically (a reader never finds half a figure)."""
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
 
 
 def loss_curves(records: list[dict], family: str, title: str, path: str | os.PathLike) -> Path:
     """One panel per loss term against epochs (validation too, for VAEs)."""
     terms = [t for t in LOSS_TERMS[family] if any(t[0] in r for r in records)]
-    fig, axes = plt.subplots(1, max(1, len(terms)), figsize=(4.2 * max(1, len(terms)), 3.2), squeeze=False)
+    fig, axes = subplots(1, max(1, len(terms)), figsize=(4.2 * max(1, len(terms)), 3.2), squeeze=False)
     for ax, (key, val_key, label) in zip(axes[0], terms):
         rows = [r for r in records if key in r]
         epochs = [r["epoch"] for r in rows]  # a partial last epoch is already fractional
@@ -56,6 +59,23 @@ def loss_curves(records: list[dict], family: str, title: str, path: str | os.Pat
     return _save(fig, path)
 
 
+def quality_curves(records: list[dict], title: str, path: str | os.PathLike) -> Path:
+    """One panel per score measured during training (the ``eval_*`` keys of metrics.jsonl) against epochs."""
+    panels = [(key, label) for key, label in QUALITY_PANELS if any(f"eval_{key}" in r for r in records)]
+    fig, axes = subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        points = [(r["epoch"], r[f"eval_{key}"]) for r in records if f"eval_{key}" in r]
+        ax.plot(*zip(*points), marker="o")
+        if key == "fid":
+            ax.set_yscale("log")
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def training_progress(sample_dir: str | os.PathLike, title: str, path: str | os.PathLike, most: int = 5) -> Path:
     """The fixed-noise grids of up to ``most`` epochs, evenly spaced, side by side."""
     files = sorted(Path(sample_dir).glob("epoch_*.png"))
@@ -64,7 +84,7 @@ def training_progress(sample_dir: str | os.PathLike, title: str, path: str | os.
     final = Path(sample_dir) / "final.png"
     if final.is_file() and (not files or files[-1].read_bytes() != final.read_bytes()):
         files = files[-(most - 1):] + [final] if len(files) >= most else files + [final]
-    fig, axes = plt.subplots(1, max(1, len(files)), figsize=(3.2 * max(1, len(files)), 3.6), squeeze=False)
+    fig, axes = subplots(1, max(1, len(files)), figsize=(3.2 * max(1, len(files)), 3.6), squeeze=False)
     for ax, file in zip(axes[0], files):
         ax.imshow(mpimg.imread(file), cmap="gray")
         match = re.search(r"epoch_(\d+)", file.name)
@@ -86,7 +106,7 @@ def classifier_bars(rows: list[BarRow], title: str, path: str | os.PathLike) -> 
     forty small axes took about 5 s to lay out and save, this takes a fraction of that."""
     group = 12  # 11 bars (0-9, X) and a gap per image
     columns = max(len(images) for images, _, _ in rows)
-    fig, axes = plt.subplots(2 * len(rows), 1, figsize=(1.5 * columns, 3.0 * len(rows)), squeeze=False,
+    fig, axes = subplots(2 * len(rows), 1, figsize=(1.5 * columns, 3.0 * len(rows)), squeeze=False,
                              gridspec_kw={"height_ratios": [1, 1.2] * len(rows)})
     labels = ([str(d) for d in range(10)] + ["X"]) * columns
     for row, (images, probs, captions) in enumerate(rows):
@@ -121,7 +141,7 @@ def pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
 def latent_scatter(z: torch.Tensor, labels: np.ndarray, title: str, path: str | os.PathLike) -> Path:
     """Test images' latent means coloured by digit: directly if 2-D, a jittered strip if 1-D, else PCA."""
     z = z.float()
-    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    fig, ax = subplots(figsize=(6.4, 5.4))
     if z.shape[1] == 1:
         xy = torch.cat([z, torch.as_tensor(labels, dtype=torch.float32)[:, None]
                         + torch.rand(len(z), 1, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3], 1)
@@ -143,7 +163,7 @@ def latent_scatter(z: torch.Tensor, labels: np.ndarray, title: str, path: str | 
 def latent_manifold(decoded: torch.Tensor, span: float, title: str, path: str | os.PathLike) -> Path:
     """A square grid of images decoded from an evenly spaced 2-D latent grid."""
     side = int(round(len(decoded) ** 0.5))
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig, ax = subplots(figsize=(7, 7))
     ax.imshow(grid(to_uint8(decoded), ncols=side, pad=0), cmap="gray", extent=(-span, span, -span, span))
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
@@ -153,7 +173,7 @@ def latent_manifold(decoded: torch.Tensor, span: float, title: str, path: str | 
 
 def interpolation_strip(rows: dict[str, torch.Tensor], title: str, path: str | os.PathLike) -> Path:
     """Each row: images along a straight line in latent space, left end to right end."""
-    fig, axes = plt.subplots(len(rows), 1, figsize=(11, 1.5 * len(rows) + 0.6), squeeze=False)
+    fig, axes = subplots(len(rows), 1, figsize=(11, 1.5 * len(rows) + 0.6), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         ax.imshow(grid(to_uint8(images), ncols=len(images)), cmap="gray", vmin=0, vmax=255)
         ax.set_title(label, fontsize=9, loc="left")
@@ -166,7 +186,7 @@ def interpolation_strip(rows: dict[str, torch.Tensor], title: str, path: str | o
 def labelled_grids(pictures: dict[str, np.ndarray], title: str, path: str | os.PathLike) -> Path:
     """Several pictures (e.g. PNGs read back with matplotlib) side by side, each with its label."""
     # constrained layout keeps the suptitle clear of the panel titles (tight_layout does not)
-    fig, axes = plt.subplots(1, len(pictures), figsize=(5 * len(pictures), 5.6), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, len(pictures), figsize=(5 * len(pictures), 5.6), squeeze=False, layout="constrained")
     for ax, (label, picture) in zip(axes[0], pictures.items()):
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         ax.set_title(label)
@@ -189,7 +209,7 @@ def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, 
     Any other positive x works too (e.g. sampling steps, one line per guidance weight): say which in ``x_label``."""
     budgets = sorted({m for points in curves.values() for m, _ in points})
     columns = 3
-    fig, axes = plt.subplots(2, columns, figsize=(4.0 * columns, 6.6))
+    fig, axes = subplots(2, columns, figsize=(4.0 * columns, 6.6))
     axes = axes.ravel()
     for ax, (key, label) in zip(axes, QUALITY_PANELS):
         for name, points in curves.items():

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 import yaml
 from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config
@@ -36,6 +36,7 @@ from ..modelinfo import lines_of_code, model_info
 from ..models import GAN, VAE, build_model
 from .distributed import (any_rank, average_gradients, broadcast_parameters, join, mean_over_ranks, parallel, step_seed,
                           world_from_env)
+from .quality import BEST_KEYS, QualityProbe, check_quality_settings
 
 VAL_BATCH = 1000  # largest validation chunk
 GRID_SIZE = 64  # fixed latents drawn once per run; every epoch's grid decodes the same ones
@@ -91,7 +92,6 @@ class Trainer:
     """Base trainer. Subclasses implement ``setup``, ``train_step``, ``end_epoch``,
     ``family_state``/``load_family_state`` and ``sampling_model``."""
 
-    has_validation = False
     discard_untrained = False  # a new run stopped before its first step is removed (start_run)
     # Distributed: gradients averaged in backward_step, not by DDP (a family whose steps DDP cannot wrap).
     average_gradients_by_hand = False
@@ -121,6 +121,8 @@ class Trainer:
             x_train, y_train, x_test, y_test = x_train[: opts.subset], y_train[: opts.subset], x_test[:n_val], y_test[:n_val]
         self.use_amp, self.use_compile = self._switch(self.t.amp), self._switch(self.t.compile)
         self._check_batch(len(x_train))
+        check_quality_settings(self.t)
+        self.quality = QualityProbe(self.t.eval_every, self.t.eval_n, opts.data, self.device)
         if self.world.size > 1:
             if min(self.t.batch_size, len(x_train)) % self.world.size:
                 raise MnistgenError(f"batch_size {min(self.t.batch_size, len(x_train))} does not divide among "
@@ -263,6 +265,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "sums": dict(self.sums),
             "best": self.best,
+            "best_of": self.t.keep_best,
             "complete": self.complete,  # derived; stored so a checkpoint tells at a glance
         }
 
@@ -279,7 +282,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.elapsed = state["global_step"], state["elapsed"]
-        self.sums, self.best = dict(state["sums"]), state["best"]
+        self.sums = dict(state["sums"])
+        # A best kept by another measure (keep_best changed on resume) is no bar: the next measured epoch replaces it.
+        self.best = state["best"] if state.get("best_of", "val_loss") == self.t.keep_best else math.inf
 
     @property
     def epoch_limit(self) -> float:
@@ -470,7 +475,7 @@ class Trainer:
         return out_of_time
 
     def _epoch_line(self, record: dict[str, Any]) -> str:
-        skip = ("epoch", "step", "seconds", "kl_weight", "lr", "lr_g", "lr_d")
+        skip = ("epoch", "step", "seconds", "kl_weight", "lr", "lr_g", "lr_d", "eval_seconds")
         terms = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, float))
         return f"{self.cfg.preset} epoch {record['epoch']}{self._of_epochs()}: {terms}  ({record['seconds']:.0f} s)"
 
@@ -521,12 +526,17 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self.sums = {}
+        self.elapsed += time.perf_counter() - started
+        if self.world.main and self.quality.due(self.epoch):  # outside the time budget: measuring, not training
+            record.update(self.quality.measure(self.sampling_model()))
+        started = time.perf_counter()
         self._append_metrics(record)
         self.save_samples(f"epoch_{self.epoch:04d}.png")
         self.elapsed += time.perf_counter() - started
-        improved = self.has_validation and record.get("val_loss", math.inf) < self.best
+        measure = record.get(BEST_KEYS[self.t.keep_best])
+        improved = measure is not None and measure < self.best
         if improved:
-            self.best = record["val_loss"]
+            self.best = measure
         self.save()
         if improved:
             self.save("best.pt")
