@@ -96,3 +96,87 @@ def test_float_override_without_a_dot_is_a_float():
 def test_bad_override_is_a_clear_error(override, message, capsys):
     assert main(["train", "vae", "--dry-run", "--set", override]) == 2
     assert message in capsys.readouterr().err
+
+
+def every_parser(parser):
+    """The parser and all its subcommands' parsers, depth first."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from every_parser(sub)
+
+
+def test_every_option_has_help_and_every_command_examples():
+    from mnistgen.cli import COMMANDS, build_parser
+
+    import argparse
+
+    for parser in every_parser(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue  # each of its commands has its own help line
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help text"
+    top = build_parser()
+    for name in COMMANDS:
+        sub = next(p for p in every_parser(top) if p.prog == f"mnistgen {name}")
+        assert sub.epilog and sub.epilog.startswith("examples:") and f"mnistgen {name}" in sub.epilog
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["sample", "x", "--out", "a.png", "--n-samples", "3"], "(see mnistgen sample --help)"),
+    (["train", "gna", "--dry-run"], "did you mean gan?"),
+    (["train", "VAE", "--dry-run"], "did you mean vae?"),
+    (["train", "vae", "--dry-run", "--set", "latent_dim=8"], "did you mean model_args.latent_dim?"),
+    (["train", "vae", "--dry-run", "--set", "model_args.latnt_dim=8"], "did you mean latent_dim?"),
+    (["sample", "gan", "--out", "g.png"], "add --pretrained"),
+])
+def test_errors_point_the_way(args, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path, capsys):
+    picture = tmp_path / "some.png"
+    picture.write_bytes(b"\x89PNG")
+    assert main(["sample", str(picture), "--out", str(tmp_path / "x.png")]) == 2
+    assert "takes a run folder or a .pt checkpoint" in capsys.readouterr().err
+
+
+def test_time_budget_and_count_have_one_name_each_with_the_old_spelling_kept():
+    from mnistgen.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["train", "vae", "--minutes", "2"], ["train", "vae", "--max-minutes", "2"],
+                 ["reproduce", "002", "--minutes", "2"], ["reproduce", "002", "--max-minutes", "2"],
+                 ["report", "--minutes", "2"], ["sweep", "vae", "--param", "lr=log:1e-4:1e-2", "--trials", "1",
+                                                 "--minutes", "2"]):
+        assert parser.parse_args(argv).minutes == 2.0
+    assert parser.parse_args(["sample", "x", "--out", "a.png", "--num", "7"]).n == 7
+    assert parser.parse_args(["sample", "x", "--out", "a.png", "-n", "7"]).n == 7
+    for command in (["sample", "x", "--out", "a.png"], ["evaluate", "x"], ["serve"], ["report"]):
+        assert parser.parse_args([*command, "--device", "cpu"]).device == "cpu"
+
+
+def test_presets_lists_the_defaults_first_and_describes_one(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "Recommended:" and [line.split()[0] for line in lines[2:5]] == ["vae", "gan", "flow"]
+    assert "5 CPU-minutes" in lines[2] and out.index("report 000") < out.index("report 004")
+    assert max(len(line) for line in lines) < 160  # one short line each
+    assert main(["presets", "dcgan-seed000"]) == 0
+    described = capsys.readouterr().out
+    assert "Seed 000's DCGAN as written" in described and "parameters:" in described
+    assert main(["presets", "dcgan"]) == 2
+
+
+def test_sweep_metrics_match_the_sweep_module():
+    from mnistgen.cli import SWEEP_METRICS
+    from mnistgen.sweep import METRICS
+
+    assert list(SWEEP_METRICS) == list(METRICS)

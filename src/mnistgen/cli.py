@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .config import MODEL_ARG_RULES, POSITIVE, POSITIVE_INT, Rule
+from .config import MODEL_ARG_RULES, POSITIVE, POSITIVE_INT, TRAIN_RULES, Rule
 from .errors import MnistgenError, TrainingStopped
 from .fileio import atomic_write_text
 
@@ -85,6 +85,16 @@ def add_minutes(p: argparse.ArgumentParser, help: str, default: float | None = N
 def add_count(p: argparse.ArgumentParser, default: int, what: str, low: int = 1) -> None:
     p.add_argument("-n", "--num", dest="n", type=checked(Rule(int, low=low, high=MOST_SAMPLES)), default=default,
                    metavar="N", help=f"{what} (default {default:,})")
+
+
+SETTING_OPTIONS = ("eval_every", "eval_n", "keep_best")  # training settings with an option of their own
+
+
+def add_setting(p: argparse.ArgumentParser, key: str, metavar: str, help: str) -> None:
+    """``--KEY`` for the training setting ``key``: checked by its rule, stored as ``--set key=VALUE``."""
+    rule = TRAIN_RULES[key]
+    check = {"choices": rule.choices} if rule.choices else {"type": checked(rule), "metavar": metavar}
+    p.add_argument("--" + key.replace("_", "-"), dest=key, help=f"{help}: the same as --set {key}={metavar}", **check)
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
@@ -272,6 +282,11 @@ def build_train(sub: Any) -> None:
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder exactly where it stopped")
     train.add_argument("--dry-run", action="store_true",
                        help="one step on a tiny subset in a temp folder; nothing else is written")
+    add_setting(train, "eval_every", "N", "score --eval-n samples every N epochs with the reference classifier (FID, "
+                "acceptable, precision, recall; into metrics.jsonl and TensorBoard), 0 for never (the default)")
+    add_setting(train, "eval_n", "N", "how many samples each of those evaluations scores, 1,000 by default")
+    add_setting(train, "keep_best", "WHAT", "what checkpoints/best.pt is the best epoch by: val_loss (the default; the "
+                "VAE and flow families have one), fid (needs --eval-every) or none")
     add_progress(train)
     train.add_argument("--nproc", type=checked(Rule(int, low=1, high=1024)),
                        help="data-parallel training in this many processes (every family): launches "
@@ -284,7 +299,8 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     """``--set`` items plus what ``--amp``, ``--compile`` and ``--epochs`` stand for, so the stored
     config says what was done."""
     return (list(args.overrides) + [f"{flag}=on" for flag in ("amp", "compile") if getattr(args, flag)]
-            + ([f"epochs={args.epochs}"] if args.epochs is not None else []))
+            + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
+            + [f"{key}={getattr(args, key)}" for key in SETTING_OPTIONS if getattr(args, key) is not None])
 
 
 def launch_distributed(args: argparse.Namespace) -> int:
@@ -440,7 +456,8 @@ def build_evaluate(sub: Any) -> None:
                  "  mnistgen evaluate gan --pretrained --num 1000\n"
                  "  mnistgen evaluate runs/gan-20261202-101500 --json scores.json\n"
                  "  mnistgen evaluate digits.npz\n")
-    ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES")
+    ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES",
+                    help="a run folder, a .pt checkpoint, an .npz/.npy of images, or with --pretrained a shipped name")
     ev.add_argument("--pretrained", action="store_true", help="TARGET names weights shipped in the package (vae, gan, flow)")
     add_count(ev, 10_000, "samples to evaluate")
     add_seed(ev, 0, "sampling")
