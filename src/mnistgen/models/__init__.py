@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 from torch import nn
 
 from ..errors import ConfigError
-from .base import GAN, VAE, FlowModel
+from .base import GAN, VAE, DigitModel, FlowModel
 from .conv_vae_seed000 import ConvVAESeed000
 from .dcgan_seed000 import DCGANSeed000
 from .diffusion import DDPM
@@ -40,7 +41,7 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-DigitModelClass = type[VAE] | type[GAN] | type[FlowModel]
+DigitModelClass = type[DigitModel]  # a model class of any family
 
 
 def _import_module(module: str, name: str) -> object:
@@ -76,7 +77,7 @@ def model_name(cls: type) -> str:
     return next((name for name, known in MODELS.items() if known is cls), f"{cls.__module__}:{cls.__qualname__}")
 
 
-def build_model(name: str, **kwargs) -> VAE | GAN | FlowModel:
+def build_model(name: str, **kwargs: Any) -> DigitModel:
     cls = model_class(name)
     try:
         return cls(**kwargs)
@@ -84,4 +85,4 @@ def build_model(name: str, **kwargs) -> VAE | GAN | FlowModel:
         raise ConfigError(f"cannot build model {name!r} with {kwargs}: {str(exc).splitlines()[0]}") from exc
 
 
-__all__ = ["GAN", "VAE", "FlowModel", "MODELS", "build_model", "model_class", "model_name"]
+__all__ = ["GAN", "VAE", "FlowModel", "DigitModel", "MODELS", "build_model", "model_class", "model_name"]

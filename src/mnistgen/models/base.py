@@ -62,7 +62,8 @@ def recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
 
 
 class DigitModel(nn.Module):
-    """What VAEs and GANs share: a latent prior, optional class conditioning, and sampling."""
+    """What every model shares, whatever its family (VAE, GAN, flow): a latent prior, optional class
+    conditioning, and sampling. Type hints say ``DigitModel`` for "a model of any family"."""
 
     constructor_args: dict[str, Any]
 
