@@ -43,9 +43,7 @@ class GatedExplorer(Explorer):
 def server(tmp_path_factory, mnist):
     root = tmp_path_factory.mktemp("page")
     runs = [tiny("mlp-vae-2d-seed002", root / "plane"), tiny("vae", root / "vae"), tiny_flow(root / "flow")]
-    explorer = GatedExplorer(load_models(runs))
-    explorer.start_finding_directions()
-    with running(create_app(explorer)) as address:
+    with running(create_app(GatedExplorer(load_models(runs)))) as address:
         yield address
     GatedExplorer.gate.set()  # lets the background thread finish
 
@@ -180,7 +178,7 @@ def test_a_model_change_clears_and_labels_every_panel_and_the_plane_is_a_map(pag
     # The 2-D VAE's plane: a map of decoded digits with ticks on both axes; pressing on it decodes that point.
     page.wait(lambda: page.js("document.getElementById('plane-map').naturalWidth") == PLANE_CELLS * 28)
     page.wait(lambda: page.latent_image() and page.idle("latent"))
-    ticks = page.js("document.getElementById('x-ticks').textContent + '|' + document.getElementById('y-ticks').textContent")
+    ticks = page.js("['x-ticks', 'y-ticks'].map(id => document.getElementById(id).textContent).join('|')")
     assert ticks == "-3-2-10123|-3-2-10123"
     assert "z1" in page.js("document.querySelector('.plane-frame').textContent")
     start = page.latent_image()

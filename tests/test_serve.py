@@ -30,9 +30,7 @@ def runs(tmp_path_factory, mnist):
 
 @pytest.fixture(scope="module")
 def app(runs):
-    explorer = Explorer(load_models(runs))
-    explorer.start_finding_directions()  # as `serve` does
-    return create_app(explorer)
+    return create_app(Explorer(load_models(runs)))
 
 
 @pytest.fixture
@@ -247,14 +245,20 @@ def test_directions_are_found_in_the_background_while_requests_are_answered(runs
             assert gate.wait(60)
             return super().find_directions(model)
 
-    explorer = Gated(load_models([runs[2]]))
-    explorer.start_finding_directions()
-    client = create_app(explorer).test_client()
+    client = create_app(Gated(load_models([runs[2]]))).test_client()
     assert client.get("/api/models").get_json()[0]["directions"] == "computing"
     assert client.get("/api/samples?model=gan&n=2").status_code == 200  # not held up
     gate.set()
     assert client.get("/api/latent?model=gan&c1=1").status_code == 200
     assert client.get("/api/models").get_json()[0]["directions"] == "ready"
+
+
+def test_stopping_ends_the_background_thread_between_two_batches(runs):
+    explorer = Explorer(load_models([runs[2]]))
+    explorer.direction_samples = 50_000  # 200 batches: far more than it finishes before the stop
+    thread = explorer.start_finding_directions()
+    explorer.stop_finding_directions(timeout=30)
+    assert not thread.is_alive()  # a thread left inside torch when Python exits aborts the process
 
 
 def test_directions_that_cannot_be_found_are_said_and_the_rest_works(runs, tmp_path):

@@ -25,6 +25,7 @@ Endpoints (all GET unless said):
 
 from __future__ import annotations
 
+import atexit
 import base64
 import copy
 import errno
@@ -104,7 +105,8 @@ class ServedModel:
         return isinstance(m, VAE) and m.latent_dim == 2 and not m.num_classes
 
     def directions_state(self) -> str | None:
-        """"ready", "failed" or "computing"; None for a 2-D VAE, whose page shows the plane instead."""
+        """Where finding the latent directions stands: "ready", "failed" or "computing"; None for a 2-D
+        VAE, whose page shows its plane instead."""
         if self.latent_plane:
             return None
         if self.directions is not None:
@@ -168,6 +170,8 @@ class Explorer:
         self.classifier = load_classifier()[0].to(self.device)
         self._test_images: tuple[torch.Tensor, torch.Tensor] | None = None
         self._data_lock = threading.Lock()
+        self._finder: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def model(self, name: str | None) -> ServedModel:
         if name is None:
@@ -256,18 +260,30 @@ class Explorer:
     def start_finding_directions(self) -> threading.Thread:
         """Find every model's latent directions in a background thread, one model after another. A flow's
         take seconds to tens of seconds on a CPU: meanwhile /api/models says "computing" (the page shows
-        it) and other requests are answered; a request that needs them waits for them."""
-        thread = threading.Thread(target=self._find_all_directions, name="latent-directions", daemon=True)
-        thread.start()
-        return thread
+        it) and other requests are answered; a request that needs them waits for them. Started once."""
+        if self._finder is None:
+            self._finder = threading.Thread(target=self._find_all_directions, name="latent-directions", daemon=True)
+            atexit.register(self.stop_finding_directions)
+            self._finder.start()
+        return self._finder
+
+    def stop_finding_directions(self, timeout: float = 30.0) -> None:
+        """Stop the background thread between two batches and wait for it: a thread still inside a torch
+        operation when the interpreter exits aborts the process ("terminate called ...")."""
+        self._stopping.set()
+        if self._finder is not None:
+            self._finder.join(timeout)
 
     def _find_all_directions(self) -> None:
         for entry in self.served.values():
+            if self._stopping.is_set():
+                break
             if not entry.latent_plane:
                 try:
                     self.principal_directions(entry)
                 except BadRequest:
                     pass  # kept in the entry: /api/models and /api/latent say it
+        atexit.unregister(self.stop_finding_directions)
 
     def principal_directions(self, entry: ServedModel) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's latent directions, found once; a request for them while the background thread is
@@ -277,7 +293,8 @@ class Explorer:
                 try:
                     entry.directions = self.find_directions(entry.model)
                 except Exception as exc:  # the data missing, or a model that cannot decode: said, not fatal
-                    log.exception("finding the latent directions of %s failed", entry.name)
+                    if not self._stopping.is_set():
+                        log.exception("finding the latent directions of %s failed", entry.name)
                     entry.directions_error = str(exc) if isinstance(exc, MnistgenError) else repr(exc)
             if entry.directions_error is not None:
                 raise BadRequest(f"the latent directions of {entry.name} could not be found: {entry.directions_error}",
@@ -299,8 +316,12 @@ class Explorer:
         n = self.direction_samples
         z = torch.randn(n, model.latent_dim, generator=gen)
         labels = torch.randint(model.num_classes, (n,), generator=gen) if model.num_classes else None
-        images = torch.cat([self.decode(model, z[i:i + 250], None if labels is None else labels[i:i + 250]).flatten(1)
-                            for i in range(0, n, 250)])
+        batches = []
+        for i in range(0, n, 250):
+            if self._stopping.is_set():
+                raise MnistgenError("the server is stopping")
+            batches.append(self.decode(model, z[i:i + 250], None if labels is None else labels[i:i + 250]).flatten(1))
+        images = torch.cat(batches)
         centred = images - images.mean(0)
         _, _, pcs = torch.linalg.svd(centred, full_matrices=False)
         scores = centred @ pcs[:DIRECTIONS].T  # (n, k)
@@ -398,6 +419,9 @@ def parse_query(args: dict[str, str], allowed: tuple[str, ...]) -> dict[str, Any
 
 
 def create_app(explorer: Explorer) -> Flask:
+    """The page and its API over ``explorer``, whose latent directions it starts finding in the background
+    (the page waits for them, asking /api/models)."""
+    explorer.start_finding_directions()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MOST_BODY
     page = (resources.files("mnistgen") / "web" / "index.html").read_bytes()
@@ -485,26 +509,17 @@ def check_host(host: str) -> None:
     except (OSError, UnicodeError, ValueError):
         found = False
     if not found:
-        raise MnistgenError(f"--host {host or repr(host)}: not an IP address or a host name that resolves to one; give an "
-                            "address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network)")
+        raise MnistgenError(f"--host {host or repr(host)}: not an IP address or a host name that resolves to "
+                            "one; give an address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 "
+                            "(every network)")
 
 
-def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
-          threads: int = 4, pretrained: bool = False, device: str = "auto") -> None:
-    """Load the models onto ``device`` ("auto": CUDA when there is one, else the CPU), then answer
-    requests until Ctrl-C."""
+def listen(app: Flask, host: str, port: int, threads: int) -> Any:
+    """A waitress server bound to host:port; an address it cannot take is one line naming the option."""
     from waitress import create_server
 
-    if not runs and not pretrained:
-        raise MnistgenError("name at least one run folder or checkpoint to serve (e.g. runs/gan-TIMESTAMP), "
-                            "or pass --pretrained")
-    check_host(host)
-    resolve_device(device)  # a bad one refused before the models load
-    served = load_models(runs, pretrained)
-    explorer = Explorer(served, data, device)
-    app = create_app(explorer)
     try:
-        server = create_server(app, host=host, port=port, threads=threads)
+        return create_server(app, host=host, port=port, threads=threads)
     except OSError as exc:
         if exc.errno == errno.EADDRNOTAVAIL:
             raise MnistgenError(f"--host {host}: cannot listen there, it is no address of this machine "
@@ -512,11 +527,27 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, data: str 
         raise MnistgenError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     except ValueError:  # waitress's word for an address it cannot use
         raise MnistgenError(f"--host {host}: waitress cannot listen on {host}:{port}") from None
-    explorer.start_finding_directions()
-    print(f"serving {', '.join(served)} on http://{host}:{server.effective_port}/  (Ctrl-C stops)", flush=True)
+
+
+def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
+          threads: int = 4, pretrained: bool = False, device: str = "auto") -> None:
+    """Load the models onto ``device`` ("auto": CUDA when there is one, else the CPU), then answer
+    requests until Ctrl-C."""
+    if not runs and not pretrained:
+        raise MnistgenError("name at least one run folder or checkpoint to serve (e.g. runs/gan-TIMESTAMP), "
+                            "or pass --pretrained")
+    check_host(host)
+    resolve_device(device)  # a bad one refused before the models load
+    served = load_models(runs, pretrained)
+    explorer = Explorer(served, data, device)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        server = listen(create_app(explorer), host, port, threads)
+        print(f"serving {', '.join(served)} on http://{host}:{server.effective_port}/  (Ctrl-C stops)", flush=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
     finally:
-        server.close()
+        explorer.stop_finding_directions()
