@@ -9,12 +9,19 @@ the study, and started on several machines against one database shares it. Each 
 the study holds ``--trials`` finished trials. At the end the sweep folder gets the trial table,
 the best trial's config as a preset YAML (``mnistgen train SWEEP/best.yaml``), the best trial
 re-scored on 10,000 digits, and Optuna's plots.
+
+Ctrl-C or SIGTERM stops the sweep (exit 130 or 143) once the trial in progress has saved its
+training; that trial is recorded as stopped, and the same command started again takes it up first,
+with its parameters, continuing its run folder for the rest of its minutes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,16 +30,28 @@ from typing import Any
 
 import yaml
 
+from .checkpoint import load_checkpoint
 from .config import Config, apply_overrides
-from .errors import MnistgenError, TrainingStopped
+from .errors import MnistgenError, TrainingDiverged, TrainingStopped
 from .fileio import atomic_write, atomic_write_text
-from .training import RunOptions, start_run
+from .training import RunOptions, resume_run, start_run
+from .training.loop import StopRequests
 
 # The metric to optimise and its direction.
 METRICS = {"fid": "minimize", "kid": "minimize", "acceptable": "maximize", "coverage": "maximize",
            "inception_score": "maximize", "precision": "maximize", "recall": "maximize"}
 KINDS = ("log", "float", "int", "cat")
 FINAL_N = 10_000  # samples that re-score the best trial
+# Trial attributes: the signal that stopped a trial, and the earlier trial that a trial takes up again.
+STOPPED, CONTINUES = "stopped_by", "continues_trial"
+# Database drivers whose package on PyPI has another name than the module SQLAlchemy imports.
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+                   "pymysql": "PyMySQL"}
+
+
+class TrialFailed(Exception):
+    """A trial's training failed (an error, or a loss that became NaN): the study records the trial
+    as failed and the sweep goes on with the next one."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,7 @@ class Sweep:
         self.cfg, self.params, self.out, self.metric = cfg, params, out, metric
         self.minutes, self.n, self.prune_n = minutes, n, prune_n
         self.seed, self.subset, self.data, self.device = seed, subset, data, device
+        self.stopped: dict[int, str] = {}  # trials a signal stopped in this process: number -> run folder
 
     def value(self, scores: dict[str, Any]) -> float:
         value = scores[self.metric]
@@ -116,12 +136,36 @@ class Sweep:
         return float(value)
 
     def objective(self, trial: Any) -> float:
+        """Train and score one trial. A stop by Ctrl-C or SIGTERM is marked on the trial and raised
+        on (the run saved itself); a failed training fails this trial only."""
+        import optuna
+
+        run = self.run_folder(trial)
+        trial.set_user_attr("run", str(run))
+        try:
+            return self.train_and_score(trial, run)
+        except TrainingStopped as exc:
+            if exc.signum:
+                trial.set_user_attr(STOPPED, signal.Signals(exc.signum).name)
+                self.stopped[trial.number] = str(run)
+                raise
+            if isinstance(exc.__cause__, optuna.TrialPruned):
+                raise exc.__cause__ from None
+            raise TrialFailed(str(exc)) from exc
+        except TrainingDiverged as exc:
+            raise TrialFailed(str(exc)) from exc
+
+    def run_folder(self, trial: Any) -> Path:
+        """``SWEEP/trials/NNNN``, or the folder of the stopped trial that this one takes up again."""
+        if CONTINUES in trial.user_attrs:
+            return Path(trial.user_attrs["run"])
+        return self.out / "trials" / f"{trial.number:04d}"
+
+    def train_and_score(self, trial: Any, run: Path) -> float:
         import optuna
 
         overrides = [f"{p.name}={p.suggest(trial)}" for p in self.params]
         cfg = apply_overrides(self.cfg, overrides)
-        run = self.out / "trials" / f"{trial.number:04d}"
-        trial.set_user_attr("run", str(run))
         trial.set_user_attr("overrides", overrides)
 
         def report(trainer: Any, record: dict[str, Any]) -> None:
@@ -130,18 +174,50 @@ class Sweep:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"{self.metric} {value:.4g} after epoch {record['epoch']}")
 
-        opts = RunOptions(out=str(run), seed=self.seed, device=self.device, subset=self.subset, data=self.data,
-                          max_minutes=self.minutes, progress=False)
-        try:
+        last = run / "checkpoints" / "last.pt"
+        if CONTINUES in trial.user_attrs and last.is_file():  # the stopped trial's training, for its minutes left
+            left = self.minutes - load_checkpoint(last)["elapsed"] / 60
+            if left > 0:
+                resume_run(run, max_minutes=left, progress=False, device=self.device, on_epoch=report)
+        else:
+            opts = RunOptions(out=str(run), seed=self.seed, device=self.device, subset=self.subset, data=self.data,
+                              max_minutes=self.minutes, progress=False)
             start_run(cfg, opts, on_epoch=report)
-        except TrainingStopped as exc:
-            if isinstance(exc.__cause__, optuna.TrialPruned):
-                raise exc.__cause__ from None
-            raise
         from .sampling import load_trained_model
 
         model, _ = load_trained_model(run)
         return self.value(score_model(model, self.n, self.seed, self.data))
+
+    def stop_message(self, signum: int) -> str:
+        name = signal.Signals(signum).name
+        if not self.stopped:
+            return f"sweep {self.out} stopped by {name}; run the same command to continue it"
+        number, run = max(self.stopped.items())
+        return (f"sweep {self.out} stopped by {name} in trial {number}; run the same command to continue it "
+                f"(the trial's training goes on from {run})")
+
+
+class HideStoppedTrials(logging.Filter):
+    """Optuna logs a trial that raised as failed, with a traceback. A trial stopped by a signal has not
+    failed: the sweep says in one line that it stopped, and takes the trial up again when run again."""
+
+    def __init__(self, sweep: Sweep):
+        super().__init__()
+        self.sweep = sweep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(f"Trial {n} failed") for n in self.sweep.stopped)
+
+
+def take_up_stopped_trials(study: Any) -> None:
+    """Queue again each trial that a signal stopped and no later trial has taken up: with its
+    parameters and its run folder, so that the next trial continues its training."""
+    import optuna
+
+    taken = {t.user_attrs.get(CONTINUES) for t in study.trials}
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.FAIL and STOPPED in t.user_attrs and t.number not in taken:
+            study.enqueue_trial(t.params, user_attrs={CONTINUES: t.number, "run": t.user_attrs["run"]})
 
 
 def open_study(name: str, storage: str, direction: str, attempts: int = 5) -> Any:
@@ -163,6 +239,8 @@ def open_study(name: str, storage: str, direction: str, attempts: int = 5) -> An
             time.sleep(0.5 * (attempt + 1))
         except SQLAlchemyError as exc:  # e.g. a URL of no database it knows
             raise MnistgenError(f"--storage {storage}: {str(exc).splitlines()[0]}") from None
+        except ImportError as exc:  # Optuna's, raised from SQLAlchemy's import of the database's driver
+            raise MnistgenError(f"--storage {storage}: {missing_driver(exc)}") from None
         except ValueError as exc:  # e.g. the stored study optimises the other way, or a URL it cannot read
             raise MnistgenError(f"study {name!r} in {storage}: {exc}") from None
 
@@ -173,24 +251,63 @@ def finished(study: Any) -> list[Any]:
     return [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
 
 
+def missing_driver(exc: ImportError) -> str:
+    module = getattr(exc.__cause__, "name", None)
+    if not module:
+        return f"the database's driver cannot be imported ({exc.__cause__ or exc}); install it, or use another URL"
+    package = DRIVER_PACKAGES.get(module, module)
+    return f"its database driver {module} is not installed; install it (pip install {package}) or use another URL"
+
+
+def make_sweep_folder(out: Path) -> None:
+    """Create the sweep folder, or take an existing one to continue; a file or a place that cannot
+    be written is refused."""
+    if out.exists() and not out.is_dir():
+        raise MnistgenError(f"--out {out} is a file; it must name a sweep folder (a new one, or one to continue)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MnistgenError(f"--out {out}: cannot create it ({exc.strerror or exc}); name a folder you can "
+                            f"write to") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise MnistgenError(f"--out {out}: cannot write into it; name a folder you can write to")
+
+
 def run_sweep(cfg: Config, params: list[Param], out: Path, trials: int, metric: str = "fid", minutes: float = 1.0,
               n: int = 2000, prune_n: int = 500, seed: int = 0, subset: int | None = None, data: str | None = None,
               device: str = "auto", storage: str | None = None, study_name: str | None = None,
               final_n: int = FINAL_N) -> dict[str, Any]:
-    """Run trials until the study holds ``trials`` finished ones, then write the sweep folder's summary."""
+    """Run trials until the study holds ``trials`` finished ones, then write the sweep folder's summary.
+    Ctrl-C or SIGTERM raises :class:`TrainingStopped` once the trial in progress has saved its training."""
     import optuna
 
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    name = study_name or f"mnistgen-{cfg.preset}"
     sweep = Sweep(cfg, params, out, metric, minutes, n, prune_n, seed, subset, data, device)
-    study = open_study(name, storage, METRICS[metric])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    shared = storage is not None
+    if not shared:  # the study lives in the sweep folder
+        make_sweep_folder(out)
+        storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    study = open_study(study_name or f"mnistgen-{cfg.preset}", storage, METRICS[metric])
+    if shared:  # made once the database has answered, so that a bad URL leaves nothing behind
+        make_sweep_folder(out)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    if len(finished(study)) < trials:
-        study.optimize(sweep.objective, callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)],
-                       catch=(TrainingStopped,), gc_after_trial=True)
-    return write_summary(study, sweep, storage, final_n)
+    hide = HideStoppedTrials(sweep)
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(hide)
+    try:
+        # A signal while no trial trains (scoring, the database, the summary) stops at once.
+        with StopRequests(immediate=True):
+            if len(finished(study)) < trials:
+                take_up_stopped_trials(study)
+                study.optimize(sweep.objective, callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)],
+                               catch=(TrialFailed,), gc_after_trial=True)
+            return write_summary(study, sweep, storage, final_n)
+    except TrainingStopped as exc:
+        if not exc.signum:
+            raise
+        raise TrainingStopped(sweep.stop_message(exc.signum), exc.signum) from None
+    finally:
+        optuna_log.removeFilter(hide)
 
 
 def write_summary(study: Any, sweep: Sweep, storage: str, final_n: int = FINAL_N) -> dict[str, Any]:
@@ -206,7 +323,8 @@ def write_summary(study: Any, sweep: Sweep, storage: str, final_n: int = FINAL_N
              "| trial | state | " + " | ".join(names) + f" | {sweep.metric} |", "|---|---|" + "---|" * (len(names) + 1)]
     for t in study.trials:
         value = "" if t.value is None else f"{t.value:.4g}"
-        lines.append(f"| {t.number} | {t.state.name.lower()} | "
+        state = f"stopped by {t.user_attrs[STOPPED]}" if STOPPED in t.user_attrs else t.state.name.lower()
+        lines.append(f"| {t.number} | {state} | "
                      + " | ".join(f"{t.params.get(k, ''):.4g}" if isinstance(t.params.get(k), float)
                                   else str(t.params.get(k, "")) for k in names) + f" | {value} |")
     summary: dict[str, Any] = {"study": study.study_name, "metric": sweep.metric, "trials": len(study.trials),
