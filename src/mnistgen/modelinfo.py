@@ -7,6 +7,7 @@ import inspect
 import sys
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -99,6 +100,15 @@ def code_a_user_needs(model: nn.Module, trainer: type, preset: str | None = None
     return {"lines_of_code_physical": sum(files.values()), "lines_of_code_files": files}
 
 
+def module_lines_of_code(module: ModuleType) -> int | None:
+    """Logical lines of ``module``'s source; None when it has no source file (a class defined in a
+    notebook lives in the kernel's ``__main__``)."""
+    try:
+        return lines_of_code(inspect.getsource(module))
+    except (OSError, TypeError):
+        return None
+
+
 def model_info(model: VAE | GAN, trainer: type | None = None, preset: str | None = None) -> dict[str, Any]:
     """Parameter counts (whole model and per half) and the model module's logical lines of code;
     given the trainer class, also the physical lines of everything it takes (:func:`code_a_user_needs`)."""
@@ -108,7 +118,7 @@ def model_info(model: VAE | GAN, trainer: type | None = None, preset: str | None
         "model_module": module.__name__,
         "parameters": count_parameters(model),
         "parameters_keras_style": count_keras_style(model),
-        "model_lines_of_code": lines_of_code(inspect.getsource(module)),
+        "model_lines_of_code": module_lines_of_code(module),
     }
     for part, n in part_parameter_counts(model).items():
         info[f"{part}_parameters"] = n["torch"]
