@@ -32,6 +32,7 @@ TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
 TARGETS = ("velocity", "data")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
 SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
+KEEP_BEST = ("val_loss", "fid", "none")  # what checkpoints/best.pt is the best epoch by
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def setting(default: Any, rule: Rule, **kw: Any) -> Any:
 
 @dataclass
 class TrainSettings:
-    """Every knob of both trainers; each family reads the ones it needs."""
+    """Every knob of the trainers; each family reads the ones it needs."""
 
     epochs: int = setting(10, POSITIVE_INT)
     # With --max-minutes and no explicit epoch count, train until the time is up (our defaults).
@@ -148,6 +149,11 @@ class TrainSettings:
     gp_weight: float = setting(10.0, NON_NEGATIVE)  # gradient penalty weight for loss=wgan-gp
     # adversarial and flow families
     ema_decay: float = setting(0.0, FRACTION)  # >0: sample from an exponential moving average of the weights
+    # quality during training (every family): score eval_n samples every eval_every epochs (0: never)
+    eval_every: int = setting(0, COUNT)
+    eval_n: int = setting(1000, Rule(int, low=2, high=100_000))  # 2: the fewest FID can be computed on
+    # checkpoints/best.pt: the epoch with the lowest val_loss (VAE, flow) or FID (needs eval_every), or none
+    keep_best: str = setting("val_loss", Rule(str, choices=KEEP_BEST))
 
 
 TRAIN_RULES: dict[str, Rule] = {f.name: f.metadata["rule"] for f in dataclasses.fields(TrainSettings)}

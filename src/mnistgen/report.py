@@ -129,6 +129,9 @@ def model_figures(result: ModelResult, figures: Path, data: str | None, seed: in
     records = read_metrics(result.run_dir / "metrics.jsonl")
     fig["losses"] = plots.loss_curves(records, cfg.family, f"{name}: training losses per epoch",
                                       figures / f"{slug}_losses.png")
+    if any("eval_fid" in r for r in records):  # trained with eval_every
+        fig["quality"] = plots.quality_curves(records, f"{name}: scores of {cfg.train.eval_n:,} samples during "
+                                              f"training", figures / f"{slug}_quality.png")
     fig["progress"] = plots.training_progress(result.run_dir / "samples", f"{name}: the same 64 latents during training",
                                               figures / f"{slug}_progress.png")
     test = to_float_images(mnist.x_test)
@@ -382,7 +385,8 @@ def _blocks(results: list[ModelResult], n: int, out: Path, epochs: list[int] | N
                             f"{r.summary['device']}, {r.summary['epochs_completed']} epochs "
                             f"({r.summary['steps']} steps, stopped by {r.summary['stop_reason']}); {r.origin}, "
                             f"run folder {relative_path(r.run_dir, out)} (relative to this report)."))
-        captions = {"samples": "100 samples", "losses": "loss curves", "progress": "training progress (fixed noise)",
+        captions = {"samples": "100 samples", "losses": "loss curves", "quality": "sample quality during training",
+                    "progress": "training progress (fixed noise)",
                     "classifier": "generated vs real digits with class probabilities",
                     "latent": "latent space of test images", "manifold": "2-D latent manifold",
                     "interpolation": "interpolation"}

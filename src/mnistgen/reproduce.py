@@ -49,7 +49,10 @@ PARAMETER_MARGIN = 0.05
 # Where a report states no threshold: what a plain 10-class classifier accepts at even odds, to show
 # how lenient a rule without a "not a digit" answer is next to ours.
 LENIENT_THRESHOLD = 0.5
-FIGURE_CAPTIONS = {"losses": "loss curves", "latent": "latent space of test images", "manifold": "2-D latent manifold"}
+FIGURE_CAPTIONS = {"losses": "loss curves", "quality": "sample quality during training",
+                   "latent": "latent space of test images", "manifold": "2-D latent manifold"}
+# How a report watched its runs, done the same way for its systems: 004 plots FID every 10 epochs.
+REPORT_SETTINGS = {"004": ["eval_every=10"]}
 
 
 @dataclass
@@ -122,6 +125,13 @@ def _open_folder(out: Path, settings: dict) -> None:
     atomic_write_text(marker, json.dumps(settings, indent=2) + "\n")
 
 
+def report_settings(system_id: str) -> list[str]:
+    """The settings of ``REPORT_SETTINGS`` for a system that a report names or that we show beside it."""
+    return [item for seed, items in REPORT_SETTINGS.items()
+            if system_id in {s.id for s in load_claims(seed).systems} | set(OURS_BESIDE.get(seed, ()))
+            for item in items]
+
+
 def _system_config(system: SeedSystem, switches: list[str]) -> Config:
     return apply_overrides(load_preset(system.preset), system.set_args() + switches)
 
@@ -130,6 +140,7 @@ def obtain_system_run(system: SeedSystem, run_dir: Path, cap_minutes: float | No
                       switches: list[str]) -> tuple[dict, str]:
     """Train ``system`` into ``run_dir``, or reuse / continue the run already there, so that it ends
     with its recipe's epochs or ``cap_minutes`` of training in all (over every sitting)."""
+    switches = switches + report_settings(system.id)
     cfg = _system_config(system, switches)
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
@@ -344,7 +355,7 @@ def _seed_blocks(claims: SeedClaims, rows: list[Row], extra: list[Reproduced], o
     blocks += study + size_by_loss_table(results)  # 003
     for r in runs:
         # The training-length study already shows the latent figures side by side.
-        keys = ("losses",) if study else ("losses", "latent", "manifold")
+        keys = ("losses", "quality") if study else ("losses", "quality", "latent", "manifold")
         blocks += [("img", r.result.figures[key], f"{r.system.id}: {FIGURE_CAPTIONS[key]}")
                    for key in keys if key in r.result.figures]
     return blocks

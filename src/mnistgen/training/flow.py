@@ -15,8 +15,6 @@ VALIDATION_SEED = 0
 
 
 class FlowTrainer(Trainer):
-    has_validation = True
-
     def setup(self) -> None:
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.ema = make_ema(self.model, self.t.ema_decay)

@@ -11,8 +11,6 @@ from .loop import Trainer
 
 
 class LikelihoodTrainer(Trainer):
-    has_validation = True
-
     def setup(self) -> None:
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.scheduler = None

@@ -509,7 +509,7 @@ class Trainer:
                 saved = f"saved epoch {self.epoch}, step {self.global_step} to {self.out / 'checkpoints' / 'last.pt'}"
             except Exception as save_error:  # e.g. the disk is full: say so, keep the old checkpoint
                 saved = f"could not save ({save_error.__class__.__name__}: {save_error}); {self.last_checkpoint_note()}"
-        note = saved or f"a step was cut half-way, not saved; {self.last_checkpoint_note()}"
+        note = saved or f"stopped half-way through a step or an epoch's end, not saved; {self.last_checkpoint_note()}"
         if (self.out / "checkpoints" / "last.pt").is_file() and not discarded:
             note += f"; resume with: mnistgen train --resume {self.out}"
         signum = getattr(exc, "signum", None) or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
@@ -520,16 +520,18 @@ class Trainer:
         raise TrainingStopped(f"training failed ({exc.__class__.__name__}: {exc}); {note}") from exc
 
     def _finish_epoch(self) -> dict[str, Any]:
+        self._in_step = True  # until the record is written: a failure before that resumes from the last checkpoint
         started = time.perf_counter()
         record = self._epoch_record(partial=False)
         self._check_finite({k: v for k, v in record.items() if k.startswith("val_")})
+        self.elapsed += time.perf_counter() - started
+        if self.world.main and self.quality.due(self.epoch + 1):  # not timed: measuring is not training
+            record.update(self.quality.measure(self.sampling_model()))
+        started = time.perf_counter()
         self.epoch += 1
         self.step_in_epoch = 0
         self.sums = {}
-        self.elapsed += time.perf_counter() - started
-        if self.world.main and self.quality.due(self.epoch):  # outside the time budget: measuring, not training
-            record.update(self.quality.measure(self.sampling_model()))
-        started = time.perf_counter()
+        self._in_step = False
         self._append_metrics(record)
         self.save_samples(f"epoch_{self.epoch:04d}.png")
         self.elapsed += time.perf_counter() - started
