@@ -87,7 +87,12 @@ class Page:
     def wait(self, condition, timeout=60):
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.browser, timeout, poll_frequency=0.05).until(lambda d: condition())
+        return WebDriverWait(self.browser, timeout, poll_frequency=0.05).until(
+            lambda d: condition(), message=f"the page still says: {self.state()}")
+
+    def state(self):  # for a failure's message: what the page shows as errors and what it waits for
+        return self.js("[...document.querySelectorAll('.error, .busy')].filter(e => e.textContent && "
+                       "e.getClientRects().length).map(e => (e.id || e.className) + ': ' + e.textContent)")
 
     def choose_model(self, name):
         from selenium.webdriver.common.by import By
@@ -109,6 +114,9 @@ class Page:
 
     def idle(self, panel):
         return not self.shown(f"{panel}-busy")
+
+    def settled(self):  # no panel waits for an answer: the layout stays put for pointer actions
+        return self.js("document.querySelectorAll('.busy:not([hidden])').length") == 0
 
     def broken_images(self):
         """Images on screen that show no picture (a broken-image icon)."""
@@ -154,6 +162,7 @@ def test_a_model_change_clears_and_labels_every_panel_and_the_plane_is_a_map(pag
 
     page.choose_model("vae")
     page.wait(lambda: page.js("document.querySelectorAll('#path img').length") == 8 and page.latent_image())
+    page.wait(page.settled)
     assert page.js("document.getElementById('path-model').textContent") == "model vae"
     # Before anything is drawn on the pad there is no reconstruction: a note in its place, not a broken image.
     assert not page.shown("reconstruction") and "draw a digit" in page.js(
@@ -177,7 +186,7 @@ def test_a_model_change_clears_and_labels_every_panel_and_the_plane_is_a_map(pag
 
     # The 2-D VAE's plane: a map of decoded digits with ticks on both axes; pressing on it decodes that point.
     page.wait(lambda: page.js("document.getElementById('plane-map').naturalWidth") == PLANE_CELLS * 28)
-    page.wait(lambda: page.latent_image() and page.idle("latent"))
+    page.wait(lambda: page.latent_image() and page.settled())
     ticks = page.js("['x-ticks', 'y-ticks'].map(id => document.getElementById(id).textContent).join('|')")
     assert ticks == "-3-2-10123|-3-2-10123"
     assert "z1" in page.js("document.querySelector('.plane-frame').textContent")

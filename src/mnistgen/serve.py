@@ -160,6 +160,7 @@ class Explorer:
     for a seed on every device) and answers come back to the CPU."""
 
     direction_samples = 1000  # generated digits whose principal components give a GAN's or flow's directions
+    direction_batch = 250  # generated at a time: a stop waits for one batch at most
 
     def __init__(self, served: dict[str, ServedModel], data: str | None = None, device: str = "cpu"):
         self.served = served
@@ -317,10 +318,11 @@ class Explorer:
         z = torch.randn(n, model.latent_dim, generator=gen)
         labels = torch.randint(model.num_classes, (n,), generator=gen) if model.num_classes else None
         batches = []
-        for i in range(0, n, 250):
+        step = self.direction_batch
+        for i in range(0, n, step):
             if self._stopping.is_set():
                 raise MnistgenError("the server is stopping")
-            batches.append(self.decode(model, z[i:i + 250], None if labels is None else labels[i:i + 250]).flatten(1))
+            batches.append(self.decode(model, z[i:i + step], None if labels is None else labels[i:i + step]).flatten(1))
         images = torch.cat(batches)
         centred = images - images.mean(0)
         _, _, pcs = torch.linalg.svd(centred, full_matrices=False)
