@@ -53,6 +53,8 @@ class Rule:
             return "one of " + ", ".join(map(str, self.choices))
         if self.kind is bool:
             return "true or false"
+        if self.kind is str:
+            return "text"
         what = "a whole number" if self.kind is int else "a finite number"
         if self.low is not None and self.high is not None:
             what += (f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
@@ -149,6 +151,9 @@ class TrainSettings:
     gp_weight: float = setting(10.0, NON_NEGATIVE)  # gradient penalty weight for loss=wgan-gp
     # adversarial and flow families
     ema_decay: float = setting(0.0, FRACTION)  # >0: sample from an exponential moving average of the weights
+    # meanflow: a new run starts from a trained flow_matching network (a run folder, a checkpoint, or
+    # pretrained:NAME); "" starts from scratch. A resumed run keeps its own weights.
+    init_from: str = setting("", Rule(str))
     # quality during training (every family): score eval_n samples every eval_every epochs (0: never)
     eval_every: int = setting(0, COUNT)
     eval_n: int = setting(1000, Rule(int, low=2, high=100_000))  # 2: the fewest FID can be computed on
@@ -182,6 +187,10 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "steps": Rule(int, low=1, high=1000),  # sampling steps
     "sampler": Rule(str, choices=SAMPLERS),
     "guidance": Rule(float, low=0, high=20),  # classifier-free guidance weight (0: none)
+    # meanflow
+    "train_guidance": Rule(float, low=0, high=20),  # guidance weight folded into the training target
+    "interval_share": Rule(float, low=0, high=1),  # share of training draws with r != t
+    "adaptive_power": Rule(float, low=0, high=2),  # p of the loss weight 1 / (error + c)^p (0: plain MSE)
 }
 
 

@@ -22,6 +22,7 @@ from .gan_seed003 import GANSeed003
 from .gan_seed004 import GANSeed004
 from .lstm_vae_seed003 import LSTMVAESeed003
 from .lstm_vae_seed004 import LSTMVAESeed004
+from .meanflow import MeanFlow
 from .mlp_vae_seed002 import MLPVAESeed002
 from .wgan_gp import WGANGP
 
@@ -38,6 +39,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "wgan_gp": WGANGP,
     "flow_matching": FlowMatching,
     "ddpm": DDPM,
+    "meanflow": MeanFlow,
 }
 
 

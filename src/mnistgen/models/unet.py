@@ -8,6 +8,8 @@ output), so the levels are 14 and 7 only: about a quarter of the work at 28x28, 
 few channels run slowest on a CPU. The digit embedding
 has one extra row, the "no digit" label that classifier-free guidance trains with label dropout.
 Float class vectors (N, 10) are embedded as their blend of the digit rows, as in the other models.
+With ``interval`` the network takes a second time input, the length r - t of a time interval (MeanFlow's
+average velocity over [t, r]), embedded like the time and added to it; off by default.
 The process that uses this network lives in ``flow_matching.py``: networks and processes stay apart.
 """
 
@@ -21,10 +23,12 @@ from torch import nn
 
 
 def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal features (N, dim) of times in [0, 1] (scaled by 1000, as in DDPM's step index)."""
+    """Sinusoidal features (N, dim) of times in [0, 1] (scaled by 1000, as in DDPM's step index), in
+    float32, or in float64 for float64 times (finite-difference tests of derivatives need the precision)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = 1000 * t.float()[:, None] * freqs[None]
+    dtype = torch.promote_types(t.dtype, torch.float32)
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=dtype) / half)
+    angles = 1000 * t.to(dtype)[:, None] * freqs[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
@@ -66,7 +70,7 @@ class DigitUNet(nn.Module):
     """UNet over 28 (or 14) -> 14 -> 7 and back with ``blocks`` residual blocks per level and skip joins."""
 
     def __init__(self, width: int = 32, blocks: int = 1, num_classes: int = 10, attention: bool = False,
-                 patch: int = 1):
+                 patch: int = 1, interval: bool = False):
         super().__init__()
         if patch not in (1, 2):
             raise ValueError(f"patch must be 1 or 2, not {patch!r}")
@@ -106,9 +110,25 @@ class DigitUNet(nn.Module):
         # Start from output 0: the first steps learn the mean velocity instead of undoing noise.
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        # Made last, so that the layers above draw the same initial weights with or without it.
+        self.interval_mlp = self.interval_embedding(width, emb_dim) if interval else None
 
-    def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    @staticmethod
+    def interval_embedding(width: int, emb_dim: int) -> nn.Sequential:
+        """Like ``time_mlp``, with its last layer at zero: a network given a flow's weights starts as that
+        flow, the same prediction for every interval, and learns how the interval changes it."""
+        mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        nn.init.zeros_(mlp[-1].weight)
+        nn.init.zeros_(mlp[-1].bias)
+        return mlp
+
+    def embed(self, t: torch.Tensor, labels: torch.Tensor | None, interval: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, emb_dim), or (1, emb_dim) for one time (1,) shared by the batch and no digit."""
         emb = self.time_mlp(time_features(t, self.time_dim))
+        if interval is not None:
+            if self.interval_mlp is None:
+                raise ValueError("this network takes no interval (build it with interval=True)")
+            emb = emb + self.interval_mlp(time_features(interval, self.time_dim))
         if self.digit_emb is None:
             return emb
         if labels is None:  # no digit given: the unconditional row
@@ -117,10 +137,12 @@ class DigitUNet(nn.Module):
             return emb + labels.to(emb.dtype) @ self.digit_emb.weight[: self.num_classes]
         return emb + self.digit_emb(labels)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (N, 1, 28, 28), ``t`` (N,) in [0, 1], ``labels``: int digits (N,) where ``num_classes``
-        is the unconditional row, float class vectors (N, num_classes), or None (no digit)."""
-        emb = self.embed(t, labels)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                interval: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (N, 1, 28, 28), ``t`` (N,) in [0, 1] (or (1,): one time for all), ``labels``: int digits
+        (N,) where ``num_classes`` is the unconditional row, float class vectors (N, num_classes), or None
+        (no digit); ``interval`` like ``t``, only for a network built with ``interval``."""
+        emb = self.embed(t, labels, interval)
         h = self.stem(self.fold(x))
         skips = []
         for level, blocks in enumerate(self.down):

@@ -18,16 +18,19 @@ from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder
 from .adversarial import AdversarialTrainer
 from .flow import FlowTrainer
 from .likelihood import LikelihoodTrainer
+from .meanflow import MeanFlowTrainer
 from .distributed import world_from_env
 from .loop import RunOptions, StopRequests, Trainer, read_metrics, resolve_device
 
-TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer, "flow": FlowTrainer}
+# By family, or by model name for a model whose family's loop needs more (MeanFlow's warm start).
+TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer, "flow": FlowTrainer,
+                                      "meanflow": MeanFlowTrainer}
 # On resume these would change the data, the batches or the network, so they are refused.
 FIXED_ON_RESUME = ("batch_size",)
 
 
 def make_trainer(cfg: Config, opts: RunOptions) -> Trainer:
-    return TRAINERS[cfg.family](cfg, opts)
+    return TRAINERS.get(cfg.model, TRAINERS[cfg.family])(cfg, opts)
 
 
 def absolute_data_path(data: str | os.PathLike | None) -> str | None:
