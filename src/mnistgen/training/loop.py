@@ -32,7 +32,7 @@ from ..data import InMemoryBatches, load_dataset, to_float_images
 from ..errors import CheckpointError, MnistgenError, TrainingDiverged, TrainingStopped
 from ..fileio import atomic_write_text
 from ..images import save_grid
-from ..modelinfo import lines_of_code, model_info
+from ..modelinfo import lines_of_code, model_info, trainer_modules
 from ..models import GAN, VAE, build_model
 from .distributed import (any_rank, average_gradients, broadcast_parameters, join, mean_over_ranks, parallel, step_seed,
                           world_from_env)
@@ -364,9 +364,8 @@ class Trainer:
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump({**self.cfg.to_dict(), "run": run}, sort_keys=False))
 
     def trainer_lines_of_code(self) -> int:
-        """Lines of the shared loop plus this family's trainer (the seeds count training code too)."""
-        files = {sys.modules[Trainer.__module__], sys.modules[type(self).__module__]}
-        return sum(lines_of_code(inspect.getsource(m)) for m in files)
+        """Logical lines of the shared loop plus this family's trainer (the seeds count training code too)."""
+        return sum(lines_of_code(inspect.getsource(m)) for m in trainer_modules(type(self)))
 
     def resume(self, state: dict[str, Any] | None = None) -> None:
         """Continue from ``state`` (already read by the caller) or from the run's last.pt."""
