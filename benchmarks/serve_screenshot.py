@@ -47,8 +47,9 @@ def main() -> None:
             const ink = document.getElementById('pad').getContext('2d');
             ink.strokeStyle = '#fff'; ink.lineWidth = 22; ink.lineCap = 'round';
             ink.beginPath(); ink.moveTo(70, 60); ink.lineTo(200, 60); ink.lineTo(120, 230); ink.stroke();
-            classifyDrawing();""")
+            padHasInk = true; readDrawing();""")
         wait.until(lambda d: d.execute_script("return document.querySelectorAll('#probabilities .probability').length") == 11)
+        wait.until(lambda d: d.execute_script("return !document.getElementById('latent-image').hidden"))  # directions found
         time.sleep(2)
         browser.save_screenshot(args.out)
         print(f"wrote {args.out}")
