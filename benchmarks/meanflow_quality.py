@@ -1,0 +1,180 @@
+"""MeanFlow's few-call digits beside the flow it starts from and the GAN, measured in one run on one machine.
+
+Trains the preset flow-1step, warm-started from --init-from (a flow run folder or checkpoint, the
+shipped flow as pretrained:flow (the default), or "none": from scratch) for --epochs epochs or
+--minutes minutes; or takes a finished flow-1step run (--run) and the flow it was started from. Then scores n samples of it at each of
+--steps (1, 2 and 4 network calls a digit) as `mnistgen evaluate RUN --steps S` does, and the same for
+the flow it started from (at that flow's own sampling settings) and for --gan (the shipped GAN by
+default), and times each: digits per second through sample_images, the path of `mnistgen sample`.
+
+Run:   .venv/bin/python benchmarks/meanflow_quality.py [--init-from RUN|pretrained:flow|none]
+           [--epochs E | --minutes M] [--steps 1,2,4] [-n 10000] [--set KEY=VALUE ...] [--run FLOW1STEP_RUN]
+       .venv/bin/python benchmarks/meanflow_quality.py --replot RESULTS.json   (the plot again, nothing sampled)
+A check that it works end to end (a few minutes on 2 cores):
+       .venv/bin/python benchmarks/meanflow_quality.py --subset 256 --epochs 1 -n 200 --out /tmp/meanflow-check
+Writes benchmarks/results/meanflow-quality-<date>-<device>.json, .md and .png (or --out PATH without suffix);
+the run folder goes under runs/meanflow-quality/ (not in the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnistgen import plots
+from mnistgen.checkpoint import find_checkpoint, load_checkpoint
+from mnistgen.config import apply_overrides, load_preset
+from mnistgen.evaluation import evaluate
+from mnistgen.fileio import atomic_write_text
+from mnistgen.pretrained import load_pretrained
+from mnistgen.sampling import load_trained_model, sample_images, set_sampling
+from mnistgen.training import RunOptions, start_run
+from mnistgen.training.meanflow import PRETRAINED_PREFIX
+
+SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
+TIMED = 2000  # digits drawn to time a row (after a warm-up): whole batches for every model here
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--init-from", default="pretrained:flow", help="flow run, checkpoint, pretrained:NAME or none")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's, or until --minutes)")
+    parser.add_argument("--minutes", type=float, help="training minutes")
+    parser.add_argument("--subset", type=int, help="train on the first N training digits only (checks)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset setting, as in train")
+    parser.add_argument("--run", help="a finished flow-1step run to score instead of training one")
+    parser.add_argument("--gan", default="pretrained:gan", help="the GAN to compare with: a run or pretrained:NAME")
+    parser.add_argument("--steps", default="1,2,4", help="MeanFlow sampling steps, comma-separated")
+    parser.add_argument("-n", type=int, default=10_000, help="samples per evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--runs", default="runs/meanflow-quality", help="where the run folder goes")
+    parser.add_argument("--out", help="results path without suffix")
+    parser.add_argument("--replot", metavar="RESULTS.json", help="only draw that result file's plot again")
+    return parser.parse_args()
+
+
+def train_student(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """A new flow-1step run (warm-started unless --init-from none); its folder and summary."""
+    settings = list(args.set) + ([f"epochs={args.epochs}"] if args.epochs else [])
+    if args.init_from != "none":
+        settings.append(f"init_from={args.init_from}")
+    cfg = apply_overrides(load_preset("flow-1step"), settings)
+    out = Path(args.runs) / f"flow-1step-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = start_run(cfg, RunOptions(out=str(out), seed=args.seed, device=args.device, subset=args.subset,
+                                        max_minutes=args.minutes))
+    return out, summary
+
+
+def started_from(run: Path) -> str:
+    """The flow a flow-1step run was warm-started from (its init_from), or "none"."""
+    return load_checkpoint(find_checkpoint(run))["config"]["train"].get("init_from") or "none"
+
+
+def load_any(source: str) -> torch.nn.Module:
+    """A run folder's, checkpoint's or shipped model (``pretrained:NAME``), in eval mode on the CPU."""
+    if source.startswith(PRETRAINED_PREFIX):
+        return load_pretrained(source.removeprefix(PRETRAINED_PREFIX))[0]
+    return load_trained_model(source)[0]
+
+
+def network_calls(model: torch.nn.Module) -> int:
+    """Network calls for one digit, counted (guidance doubles them; a GAN's generator is called once)."""
+    net = model.net if hasattr(model, "net") else model.generator
+    calls: list[int] = []
+    hook = net.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        model.sample(1, generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    return len(calls)
+
+
+def measure(label: str, source: str, n: int, seed: int, steps: int | None = None) -> dict[str, Any]:
+    """One row: ``source``'s scores on n samples (at ``steps`` if given), calls a digit and digits/s."""
+    pretrained = source.startswith(PRETRAINED_PREFIX)
+    target = source.removeprefix(PRETRAINED_PREFIX) if pretrained else source
+    sampling = {"steps": steps} if steps else None
+    result = evaluate(target, n=n, seed=seed, sampling=sampling, pretrained=pretrained)
+    model = load_any(source)
+    if steps:
+        set_sampling(model, "flow-1step", steps=steps)
+    sample_images(model, 200)  # warm-up: first calls allocate
+    started = time.perf_counter()
+    sample_images(model, TIMED)
+    row = {"model": label, "source": source, "steps": steps, "network_calls": network_calls(model),
+           **{k: result["samples"][k] for k in SCORES}, "digits_per_second": round(TIMED / (time.perf_counter() - started)),
+           "real": {k: result["real"][k] for k in SCORES}}
+    print(f"{label:24s} {row['network_calls']:3d} calls: FID {row['fid']:.3f} precision {row['precision']:.3f} "
+          f"recall {row['recall']:.3f} acceptable {row['acceptable']:.3f}  {row['digits_per_second']:,} digits/s", flush=True)
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | network calls / digit | FID | precision | recall | acceptable | IS | digits/s |", "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['network_calls']} | {r['fid']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                     f"{r['acceptable']:.3f} | {r['inception_score']:.2f} | {r['digits_per_second']:,} |")
+    real = rows[0]["real"]
+    lines.append(f"| real training images | | {real['fid']:.3f} | {real['precision']:.3f} | {real['recall']:.3f} | "
+                 f"{real['acceptable']:.3f} | {real['inception_score']:.2f} | |")
+    return "\n".join(lines)
+
+
+def plot(record: dict[str, Any], path: Path) -> None:
+    """Each score against network calls a digit: MeanFlow's steps as one line, the others as points."""
+    curves: dict[str, list[tuple[float, dict]]] = {}
+    for row in record["rows"]:
+        curves.setdefault(row["model"], []).append((row["network_calls"], row))
+    plots.quality_vs_time(curves, record["rows"][0]["real"], f"MeanFlow ({record['training']}) beside its flow and "
+                          f"the GAN, n = {record['samples_per_evaluation']}", path, x_label="network calls per digit")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.replot:
+        return plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
+    run, summary = (Path(args.run), json.loads((Path(args.run) / "summary.json").read_text())) if args.run \
+        else train_student(args)
+    rows = [measure("flow-1step (MeanFlow)", str(run), args.n, args.seed, steps) for steps in map(int, args.steps.split(","))]
+    teacher = started_from(run)
+    if teacher != "none":
+        rows.append(measure("flow it started from", teacher, args.n, args.seed))
+    rows.append(measure("gan", args.gan, args.n, args.seed))
+    device = summary["device"].split(":")[0]
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"meanflow-quality-{time.strftime('%Y-%m-%d')}-{device}"
+    training = (f"from {teacher}" if teacher != "none" else "from scratch") + \
+        f", {summary['epochs_completed']} epochs, {summary['training_seconds'] / 60:.1f} min on {summary['device']}"
+    record = {"command": "benchmarks/meanflow_quality.py " + " ".join(vars_as_options(args)), "run": str(run),
+              "training": training, "summary": summary, "machine": platform.platform(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "samples_per_evaluation": args.n,
+              "seed": args.seed, "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), f"# MeanFlow: quality against network calls a digit\n\n`{record['command']}`; "
+                      f"MeanFlow trained {training}; {record['threads']} threads, n = {args.n} per row, seed {args.seed}\n\n"
+                      f"{table(rows)}\n")
+    plot(record, out.with_suffix(".png"))
+    print(f"wrote {out}.json, .md and .png")
+
+
+def vars_as_options(args: argparse.Namespace) -> list[str]:
+    """The options given, as a command line that repeats this measurement."""
+    skip = {"replot", "out", "runs"}
+    words = []
+    for name, value in vars(args).items():
+        if name in skip or value is None or value == []:
+            continue
+        flag = "-n" if name == "n" else "--" + name.replace("_", "-")
+        words += [word for item in (value if isinstance(value, list) else [value]) for word in (flag, str(item))]
+    return words
+
+
+if __name__ == "__main__":
+    main()
