@@ -418,3 +418,10 @@ def test_python_api_and_serve_sample_with_steps(one_step_run):
         assert answer.status_code == 200 and answer.mimetype == "image/png"
     finally:
         explorer.stop_finding_directions()
+
+
+def test_init_from_on_another_model_is_refused_not_ignored(capsys):
+    from mnistgen.cli import main
+
+    assert main(["train", "vae", "--dry-run", "--set", "init_from=runs/flow"]) == 2
+    assert "init_from applies to the one-step flow" in capsys.readouterr().err

@@ -260,6 +260,9 @@ class Config:
         if model_class(model).family != family:
             raise ConfigError(f"model {model!r} is a {model_class(model).family}, preset says {family}")
         d["model_args"] = resolve_model_args(model, d.get("model_args") or {})
+        if train.get("init_from") and model != "meanflow":  # a warm start only the one-step flow knows
+            raise ConfigError(f"init_from applies to the one-step flow (model meanflow, e.g. preset flow-1step); "
+                              f"model {model!r} would ignore it")
         return cls(**d, train=TrainSettings(**train))
 
 
