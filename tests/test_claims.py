@@ -170,6 +170,14 @@ def _threshold_without_rule(d):
     d["acceptable_rule"]["threshold"] = 0.9
 
 
+def _loss_we_do_not_log(d):
+    d["systems"][0]["claims"]["final_losses"] = {"value": {"total": 180.0, "kl_loss": 5.8}, "quote": "q"}
+
+
+def _loss_not_a_number(d):
+    d["systems"][0]["claims"]["final_losses"] = {"value": {"total": "low"}, "quote": "q"}
+
+
 @pytest.mark.parametrize("break_it, key", [
     (_drop_claim_key, r"systems\[0\]\.claims: missing key\(s\) fid"),
     (_unknown_claim_key, r"systems\[0\]\.claims\.epochs: unknown key\(s\) source"),
@@ -181,6 +189,9 @@ def _threshold_without_rule(d):
     (_id_differs_without_set, r"systems\[0\]\.id: must be the preset's name"),
     (_wrong_seed, r"seed: must be '003'"),
     (_threshold_without_rule, r"acceptable_rule\.threshold: is set but"),
+    (_loss_we_do_not_log, r"systems\[0\]\.claims\.final_losses\.value: unknown loss name\(s\) kl_loss; "
+                          r"known: total, reconstruction, kl"),
+    (_loss_not_a_number, r"systems\[0\]\.claims\.final_losses\.value: must be a mapping of loss name to number"),
 ])
 def test_a_malformed_file_is_refused_naming_file_and_key(tmp_path, break_it, key):
     data = yaml.safe_load((PACKAGED / "003.yaml").read_text(encoding="utf-8"))
@@ -200,3 +211,4 @@ def test_an_unbroken_copy_loads_from_another_folder(tmp_path):
     (tmp_path / "003.yaml").write_text((PACKAGED / "003.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     assert seed_numbers(tmp_path) == ["003"]
     assert load_claims("003", folder=tmp_path) == load_claims("003")
+

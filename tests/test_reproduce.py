@@ -16,7 +16,8 @@ from mnistgen.claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_clai
 from mnistgen.cli import main
 from mnistgen.config import load_preset
 from mnistgen.report import ModelResult
-from mnistgen.reproduce import Reproduced, Row, judge, obtain_system_run, parse_seeds, size_by_loss_table
+from mnistgen.reproduce import (Reproduced, Row, claims_table, final_losses_record, judge, obtain_system_run,
+                                parse_seeds, size_by_loss_table)
 from mnistgen.training import RunOptions
 
 
@@ -34,6 +35,13 @@ def test_reproduce_002_writes_a_row_per_system_then_reuses_them(tmp_path, tiny_n
     assert {r["obtained"] for r in first} == {"trained now"}
     report = (out / "report.md").read_text()
     assert len(claims_rows(report, "002")) == 3
+    # Its final losses are judged: on 40 images of noise ours are far above the report's.
+    assert "final losses: claimed / ours" in report
+    assert [r["final_losses"]["claimed"] for r in first] == [s.claims["final_losses"].value
+                                                             for s in load_claims("002").systems]
+    assert all(set(r["final_losses"]["ours"]) == {"total", "reconstruction", "kl"} for r in first)
+    assert {r["verdict"] for r in first} == {"differs"}
+    assert all(r["reasons"][0].startswith("final total loss: ours ") for r in first)
     assert "## Training length" in report and "2-D latent manifold" in report
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
     checkpoints = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("last.pt")}
@@ -136,15 +144,26 @@ def test_all_means_every_seed_report_once():
 # ------------------------------------------------------------------------------ verdicts
 
 
+REPORT_002_5_EPOCHS = {"total": 186.3691, "reconstruction": 180.5884, "kl": 5.7807}
+OURS_5_EPOCHS = {"loss": 176.923, "recon": 170.938, "kl": 5.985}  # a full run of mlp-vae-2d-seed002, 5 epochs
+
+
 def row(tmp_path, *, acceptable=0.9, ten_class=0.95, parameters=1000, claimed_acceptable=0.9, threshold=0.5,
-        claimed_parameters=1000, epochs_done=5, part=None) -> Row:
-    """A claims-table row with made-up numbers (the verdict logic, without training)."""
+        claimed_parameters=1000, epochs_done=5, part=None, claimed_losses=None, losses=None, lines=None) -> Row:
+    """A claims-table row with made-up numbers (the verdict logic, without training); ``losses`` are the
+    epoch records our run logged, by epoch."""
     claims = {k: Claim(None, None) for k in CLAIM_KEYS}
-    claims["acceptable"] = Claim(claimed_acceptable, "q")
-    claims["parameters"] = Claim(claimed_parameters, "q", part=part)
+    claims["acceptable"] = Claim(claimed_acceptable, "q" if claimed_acceptable is not None else None)
+    claims["parameters"] = Claim(claimed_parameters, "q" if claimed_parameters else None, part=part)
+    claims["final_losses"] = Claim(claimed_losses, "q" if claimed_losses else None)
+    claims["lines_of_code"] = Claim(lines, "q" if lines else None)
+    if losses:
+        (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": epoch, **terms}) + "\n"
+                                                        for epoch, terms in losses.items()))
     system = SeedSystem("s", "mlp-vae-2d-seed002", {}, "a system", claims)
     seed = SeedClaims("002", "002_x.txt", "t", Claim(None, None), Claim("rule", "q"), threshold, "study", (system,))
-    info = {"parameters_keras_style": parameters, "generator_parameters_keras_style": parameters // 2}
+    info = {"parameters_keras_style": parameters, "generator_parameters_keras_style": parameters // 2,
+            "lines_of_code_physical": 966}
     scores = {"samples": {"acceptable": acceptable, "spread": {"acceptable": 0.005}, "inception_score": None,
                           "fid": None, "ten_class_acceptable": {f"{threshold or 0.5:g}": ten_class}}}
     summary = {"epochs_completed": epochs_done, "training_seconds": 10.0 * epochs_done, "seconds_per_epoch": 10.0,
@@ -181,6 +200,62 @@ def test_a_capped_system_is_partial_with_its_projected_time(tmp_path):
     r = row(tmp_path, epochs_done=2)
     assert r.verdict == "partial"
     assert r.reasons[0].startswith("2.0 of 5 epochs in 20 s") and "about 50 s on cpu" in r.reasons[0]
+
+
+def final_loss_row(tmp_path, ours: dict, epochs_done: int = 5) -> Row:
+    """Report 002's 5-epoch row: its final losses are the only numbers it states that we measure."""
+    return row(tmp_path, claimed_acceptable=None, claimed_parameters=None, claimed_losses=REPORT_002_5_EPOCHS,
+               losses={1: {"loss": 250.0, "recon": 240.0, "kl": 10.0}, epochs_done: ours}, epochs_done=epochs_done)
+
+
+def test_final_losses_lower_than_the_reports_are_reproduced(tmp_path):
+    r = final_loss_row(tmp_path, OURS_5_EPOCHS)
+    assert r.verdict == "reproduced"  # was "no number to compare" before the losses were judged
+    assert r.reasons == ["final kl loss not judged: ours 5.99 after epoch 5 vs the report's 5.7807 (it trades "
+                         "against the reconstruction inside the total)"]
+
+
+def test_final_losses_at_most_5_percent_higher_agree(tmp_path):
+    ours = {"loss": 186.3691 * 1.049, "recon": 180.5884 * 1.049, "kl": 9.0}
+    assert final_loss_row(tmp_path, ours).verdict == "reproduced"
+
+
+def test_a_final_loss_more_than_5_percent_higher_differs_and_says_by_how_much(tmp_path):
+    r = final_loss_row(tmp_path, {"loss": 197.56, "recon": 170.0, "kl": 27.56})
+    assert r.verdict == "differs"
+    assert r.reasons[0] == ("final total loss: ours 197.56 after epoch 5 vs the report's 186.369, higher by 6.0% "
+                            "(more than 5%)")
+    assert not any(reason.startswith("final reconstruction") for reason in r.reasons)  # that one agrees
+
+
+def test_final_losses_of_a_capped_run_are_shown_not_judged(tmp_path):
+    r = final_loss_row(tmp_path, {"loss": 300.0, "recon": 290.0, "kl": 10.0}, epochs_done=2)
+    assert r.verdict == "partial" and len(r.reasons) == 1  # only the projected time: an early loss is no verdict
+
+
+def test_the_claims_table_and_results_set_our_final_losses_beside_the_reports(tmp_path):
+    r = final_loss_row(tmp_path, OURS_5_EPOCHS)
+    header, [cells] = claims_table([r])
+    assert cells[header.index("final losses: claimed / ours")] == \
+        "total 186.37 / 176.92; reconstruction 180.59 / 170.94; kl 5.78 / 5.99 (epoch 5)"
+    record = final_losses_record(r)
+    assert record["epoch"] == 5 and record["claimed"] == REPORT_002_5_EPOCHS
+    assert record["ours"] == {"total": 176.923, "reconstruction": 170.938, "kl": 5.985}
+    assert record["judged"] == ["total", "reconstruction"] and "5%" in record["rule"]
+    # A system whose report states no losses still shows ours.
+    other = tmp_path / "other"
+    other.mkdir()
+    plain = row(other, losses={5: OURS_5_EPOCHS})
+    header, [cells] = claims_table([plain])
+    assert cells[header.index("final losses: claimed / ours")] == "- / 176.92 (epoch 5)"
+
+
+def test_lines_of_code_are_shown_with_the_reason_they_are_not_judged(tmp_path):
+    r = row(tmp_path, lines=182)
+    assert r.verdict == "reproduced"  # the parameters and acceptable share agree; the line count is no verdict
+    assert r.reasons == ["lines of code not judged: the report's 182 and our 966 count two implementations' own "
+                         "code, not the system (ours holds a shared loop with resume, checkpoints and stops that "
+                         "the report's lacks)"]
 
 
 def test_report_003s_study_sets_generator_size_against_loss(tmp_path):

@@ -32,6 +32,8 @@ SYSTEM_KEYS = ("id", "preset", "set", "label", "claims")
 CLAIM_FIELDS = ("value", "quote")
 CLAIM_EXTRAS = ("note", "hardware", "part")
 PARTS = ("generator", "discriminator", "encoder", "decoder")  # a count of one half of the model, not of all of it
+# A report's name of a final loss term -> the term our runs log in metrics.jsonl under that meaning.
+FINAL_LOSS_TERMS = {"total": "loss", "reconstruction": "recon", "kl": "kl"}
 SEED_FILE = re.compile(r"(\d{3})\.yaml")
 
 
@@ -165,6 +167,9 @@ class _Reader:
             if not (isinstance(value, dict) and value
                     and all(isinstance(k, str) and _is_number(v) for k, v in value.items())):
                 self.fail(where, f"must be a mapping of loss name to number, not {value!r}")
+            unknown = sorted(set(value) - set(FINAL_LOSS_TERMS))
+            if unknown:  # a name we do not log would never be compared
+                self.fail(where, f"unknown loss name(s) {', '.join(unknown)}; known: {', '.join(FINAL_LOSS_TERMS)}")
         elif name == "acceptable":
             self.fraction(value, where)
         elif name in WHOLE_NUMBER_CLAIMS and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):

@@ -27,7 +27,7 @@ import matplotlib.image as mpimg
 
 from . import plots
 from .checkpoint import load_checkpoint
-from .claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims, seed_numbers
+from .claims import CLAIM_KEYS, FINAL_LOSS_TERMS, Claim, SeedClaims, SeedSystem, load_claims, seed_numbers
 from .config import Config, apply_overrides, load_preset
 from .errors import ConfigError, MnistgenError, TrainingStopped
 from .evaluation import check_options, evaluate
@@ -36,7 +36,8 @@ from .metrics import DEFAULT_THRESHOLD, spread_note
 from .report import (ModelResult, findings, format_number, load_result, model_figures, relative_path, render,
                      results_table, stage, training_length_study)
 from .runfolder import RunFolderLock
-from .training import RunOptions, absolute_data_path, refuse_changes, resolve_device, resume_run, start_run
+from .training import (RunOptions, absolute_data_path, read_metrics, refuse_changes, resolve_device, resume_run,
+                       start_run)
 
 MARKER = "reproduction.json"  # what the folder was made with; a later sitting must match it
 # Shown beside a seed's systems though no report trained them: 004's failed WGAN next to one that trains.
@@ -46,6 +47,13 @@ OURS_BESIDE = {"004": ("wgan-gp",)}
 ACCEPTABLE_MARGIN = 0.05
 IS_MARGIN = 0.10
 PARAMETER_MARGIN = 0.05
+# Final training losses: the loss is what both sides minimise, so lower is as good, and ours may be at most
+# 5% higher. Report 002's loss falls 7% from each of its runs to the next (186.4, 172.7, 161.3 after 5, 10
+# and 30 epochs), so 5% still tells a run that reproduces from one that trained like the next-shorter run.
+LOSS_MARGIN = 0.05
+# Judged: the total and the reconstruction. The KL is shown only: it trades against the reconstruction inside
+# the total, so more or less of it is neither better nor worse.
+JUDGED_LOSSES = ("total", "reconstruction")
 # Where a report states no threshold: what a plain 10-class classifier accepts at even odds, to show
 # how lenient a rule without a "not a digit" answer is next to ours.
 LENIENT_THRESHOLD = 0.5
@@ -76,6 +84,17 @@ class Reproduced:
     @property
     def projected_seconds(self) -> float:
         return self.result.summary["seconds_per_epoch"] * self.recipe_epochs
+
+    @functools.cached_property
+    def final_losses(self) -> tuple[int, dict[str, float]]:
+        """(epoch, losses): the training losses of our last whole epoch under the reports' names, each
+        the mean over the epoch's steps, as the reports' Keras logs give theirs; (0, {}) before one."""
+        path = self.result.run_dir / "metrics.jsonl"
+        records = [r for r in read_metrics(path) if not r.get("partial")] if path.is_file() else []
+        if not records:
+            return 0, {}
+        last = records[-1]
+        return last["epoch"], {name: last[ours] for name, ours in FINAL_LOSS_TERMS.items() if ours in last}
 
 
 @dataclass
@@ -216,7 +235,8 @@ def _part(claim: Claim) -> str:
 
 def judge(row: Row) -> None:
     """Set ``row.verdict`` (reproduced / differs / partial / no number to compare) and its reasons,
-    each from a measured number."""
+    each from a measured number: parameters, acceptable share, IS and final losses are judged; times,
+    FIDs and lines of code are shown with the reason they are not."""
     run, claims, said = row.run, row.claims, row.run.system.claims
     samples, info = run.result.scores["samples"], run.result.info
     agree: list[bool] = []
@@ -256,15 +276,42 @@ def judge(row: Row) -> None:
         if not ok:
             row.reasons.append(f"IS: ours {ours:.2f} vs the report's {claimed:.2f} (both over 10 digit classes, "
                                f"but with different MNIST classifiers)")
+    if said["final_losses"].value is not None and run.complete:
+        agree += judge_losses(row, said["final_losses"].value)
     if said["fid"].value is not None and samples["fid"] is not None:
         row.reasons.append(f"FID not judged: the report's {said['fid'].value:g} and our {samples['fid']:.2f} are "
                            f"distances in different feature spaces (see the claims file's note)")
+    if said["lines_of_code"].value is not None:
+        row.reasons.append(f"lines of code not judged: the report's {said['lines_of_code'].value} and our "
+                           f"{info.get('lines_of_code_physical', '-')} count two implementations' own code, not the "
+                           f"system (ours holds a shared loop with resume, checkpoints and stops that the report's "
+                           f"lacks)")
     if not run.complete:
         row.verdict = "partial"
     elif not agree:
         row.verdict = "no number to compare"
     else:
         row.verdict = "reproduced" if all(agree) else "differs"
+
+
+def judge_losses(row: Row, claimed: dict[str, float]) -> list[bool]:
+    """Whether each judged final loss the report states is met by ours (at most LOSS_MARGIN higher, or
+    lower); a reason for each that is not, and for the terms shown only."""
+    epoch, ours = row.run.final_losses
+    agree = []
+    for name, value in claimed.items():
+        if name not in ours:
+            row.reasons.append(f"final {name} loss: the report's {value:g}; we log no such term")
+        elif name not in JUDGED_LOSSES:
+            row.reasons.append(f"final {name} loss not judged: ours {ours[name]:.2f} after epoch {epoch} vs the "
+                               f"report's {value:g} (it trades against the reconstruction inside the total)")
+        else:
+            ok = ours[name] <= value * (1 + LOSS_MARGIN)
+            agree.append(ok)
+            if not ok:
+                row.reasons.append(f"final {name} loss: ours {ours[name]:.2f} after epoch {epoch} vs the report's "
+                                   f"{value:g}, higher by {ours[name] / value - 1:.1%} (more than {LOSS_MARGIN:.0%})")
+    return agree
 
 
 # ------------------------------------------------------------------------------- writing
@@ -285,7 +332,8 @@ def _claimed(claim: Claim, fmt: str = "{}") -> str:
 def claims_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["report", "system", "time: claimed", "time: ours", "epochs: ours / recipe", "parameters: claimed / ours",
               "lines of code: claimed / ours", "acceptable: claimed", "acceptable: ours, 10-class softmax",
-              "acceptable: ours, our rule", "IS: claimed / ours", "FID: claimed / ours", "verdict"]
+              "acceptable: ours, our rule", "IS: claimed / ours", "FID: claimed / ours",
+              "final losses: claimed / ours", "verdict"]
     body = []
     for row in rows:
         said, run = row.run.system.claims, row.run
@@ -308,9 +356,19 @@ def claims_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
             f"{format_number(s['acceptable'])} ± {s['spread']['acceptable']:.3f}",
             f"{_claimed(said['inception_score'], '{:.2f}')} / {format_number(s['inception_score'], '{:.2f}')}",
             f"{_claimed(said['fid'], '{:g}')} / {format_number(s['fid'], '{:.2f}')}",
+            _losses_cell(said["final_losses"], run),
             row.verdict,
         ])
     return header, body
+
+
+def _losses_cell(claim: Claim, run: Reproduced) -> str:
+    """e.g. 'total 186.37 / 176.92; reconstruction 180.59 / 170.94; kl 5.78 / 5.99 (epoch 5)'."""
+    epoch, ours = run.final_losses
+    if claim.value is None:
+        return "-" if "total" not in ours else f"- / {ours['total']:.2f} (epoch {epoch})"
+    pairs = [f"{name} {value:.2f} / {format_number(ours.get(name), '{:.2f}')}" for name, value in claim.value.items()]
+    return "; ".join(pairs) + (f" (epoch {epoch})" if ours else "")
 
 
 def size_by_loss_table(results: list[ModelResult]) -> list[tuple]:
@@ -417,9 +475,17 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
               "claims": {k: vars(c) for k, c in row.run.system.claims.items()},
               "run": relative_path(row.run.result.run_dir, out), "obtained": row.run.result.origin,
               "summary": row.run.result.summary, "model_info": row.run.result.info,
-              "scores": row.run.result.scores} for row in rows], indent=2) + "\n")
+              "scores": row.run.result.scores, "final_losses": final_losses_record(row)} for row in rows],
+            indent=2) + "\n")
     print(f"report: {out / 'report.md'} and {out / 'report.html'} ({time.perf_counter() - started:.0f} s)")
     return out / "report.md"
+
+
+def final_losses_record(row: Row) -> dict:
+    """Our final training losses beside the report's, and how they were judged, for results.json."""
+    epoch, ours = row.run.final_losses
+    return {"epoch": epoch, "ours": ours, "claimed": row.run.system.claims["final_losses"].value,
+            "judged": list(JUDGED_LOSSES), "rule": f"ours at most {LOSS_MARGIN:.0%} above the report's, or lower"}
 
 
 def _stop_now(signum: int, frame: object) -> None:
@@ -482,8 +548,10 @@ def _blocks(every: dict[str, SeedClaims], rows: list[Row], runs: dict[str, Repro
               f"the reference classifier's digit classes at p >= {DEFAULT_THRESHOLD:g}, where it may also say "
               f"'not a digit'. Verdicts: reproduced (every number the report states that we can measure agrees: "
               f"parameters within {PARAMETER_MARGIN:.0%}, IS within {IS_MARGIN:.0%}, acceptable within "
-              f"{ACCEPTABLE_MARGIN:.2f} + 2 spreads), differs (the reasons say by how much), partial (capped before "
-              f"the recipe's end), no number to compare. Times are not judged: the reports trained on other hardware."),
+              f"{ACCEPTABLE_MARGIN:.2f} + 2 spreads, final total and reconstruction losses at most "
+              f"{LOSS_MARGIN:.0%} above the report's or lower), differs (the reasons say by how much), partial "
+              f"(capped before the recipe's end), no number to compare. Times are not judged: the reports trained on "
+              f"other hardware; nor are lines of code, which count each implementation's own code."),
         ("h2", "The reports' claims beside ours"),
         ("table", *claims_table(rows)),
     ]
