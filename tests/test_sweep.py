@@ -256,8 +256,8 @@ def test_a_stopped_trial_is_queued_again_once_with_its_parameters_and_folder():
     study = optuna.create_study()
     distributions = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
     for number, attrs in enumerate([{"run": "s/trials/0000", "stopped_by": "SIGTERM"}, {"run": "s/trials/0001"}]):
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"lr": 1e-3 * (number + 1)},
-                                                  distributions=distributions, user_attrs=attrs))
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=attrs,
+                                                  params={"lr": 1e-3 * (number + 1)}, distributions=distributions))
     take_up_stopped_trials(study)
     take_up_stopped_trials(study)  # a second look finds it taken up already
     waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]

@@ -34,8 +34,7 @@ from .checkpoint import load_checkpoint
 from .config import Config, apply_overrides
 from .errors import MnistgenError, TrainingDiverged, TrainingStopped
 from .fileio import atomic_write, atomic_write_text
-from .training import RunOptions, resume_run, start_run
-from .training.loop import StopRequests
+from .training import RunOptions, StopRequests, resume_run, start_run
 
 # The metric to optimise and its direction.
 METRICS = {"fid": "minimize", "kid": "minimize", "acceptable": "maximize", "coverage": "maximize",
