@@ -110,9 +110,9 @@ def every_parser(parser):
 
 
 def test_every_option_has_help_and_every_command_examples():
-    from mnistgen.cli import COMMANDS, build_parser
-
     import argparse
+
+    from mnistgen.cli import COMMANDS, build_parser
 
     for parser in every_parser(build_parser()):
         for action in parser._actions:

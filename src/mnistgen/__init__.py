@@ -28,8 +28,21 @@ _FROM_ELSEWHERE = {"Config": "mnistgen.config", "MnistgenError": "mnistgen.error
 __all__ = [*_FROM_API, *_FROM_MODELS, *_FROM_ELSEWHERE, "__version__"]
 
 if TYPE_CHECKING:
-    from .api import (Classification, Grid, Model, PresetInfo, Run, Scores, classify, load, presets, resume,
-                      score, show, train)
+    from .api import (
+        Classification,
+        Grid,
+        Model,
+        PresetInfo,
+        Run,
+        Scores,
+        classify,
+        load,
+        presets,
+        resume,
+        score,
+        show,
+        train,
+    )
     from .config import Config
     from .errors import MnistgenError
     from .models import GAN, VAE, FlowModel

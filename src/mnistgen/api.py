@@ -19,16 +19,17 @@ import html
 import json
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .config import Config, Rule, apply_settings, load_preset
 from .errors import MnistgenError
-from .models import FlowModel, VAE, model_name
+from .models import VAE, model_name
 from .models.base import DigitModel
 
 MOST_SAMPLES = 1_000_000  # keeps a request from asking for more memory than a laptop has
@@ -143,7 +144,7 @@ class Model:
         if digit is None:  # the reference classifier says which digit each image is
             return classify(images).digits.clamp(max=9).to(self.device)
         if isinstance(digit, int):
-            return torch.full((len(images),), self._check_digit(digit), dtype=torch.long, device=self.device)
+            return torch.full((len(images),), DIGIT.check("digit", digit), dtype=torch.long, device=self.device)
         return torch.as_tensor(digit, dtype=torch.long, device=self.device)
 
     @torch.no_grad()

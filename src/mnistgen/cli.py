@@ -14,8 +14,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .config import MODEL_ARG_RULES, POSITIVE, POSITIVE_INT, TRAIN_RULES, Rule
@@ -556,7 +557,7 @@ def run_report(args: argparse.Namespace) -> int:
         try:
             epochs = [int(e) for e in args.epochs.split(",")]
         except ValueError:
-            raise MnistgenError(f"--epochs takes comma-separated whole numbers, like 5,10,30, not {args.epochs!r}")
+            raise MnistgenError(f"--epochs takes comma-separated whole numbers, like 5,10,30, not {args.epochs!r}") from None
         if min(epochs) < 1:
             raise MnistgenError(f"--epochs values must be whole numbers >= 1, not {args.epochs!r}")
     out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
@@ -647,7 +648,8 @@ def build_sweep(sub: Any) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     from .api import new_run_folder
     from .config import load_preset
-    from .sweep import parse_param, run_sweep as search
+    from .sweep import parse_param
+    from .sweep import run_sweep as search
 
     cfg = load_preset(args.preset)
     params = [parse_param(spec, cfg) for spec in args.param]  # all checked before anything is made

@@ -237,7 +237,7 @@ class Config:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
+    def from_dict(cls, d: dict[str, Any]) -> Config:
         """Check every value against the schema. Model arguments are completed with the
         constructor's defaults, so a stored config still means the same model after a default
         changes in a later version."""

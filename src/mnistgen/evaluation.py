@@ -7,17 +7,27 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 
 from .classifier import WEIGHTS_FILE, MnistClassifier, load_classifier, shipped_weights_dir
 from .data import MnistData, cache_dir, load_dataset, to_float_images
-from .fileio import atomic_write
 from .errors import MnistgenError
-from .metrics import (DEFAULT_THRESHOLD, PR_K, SCORE_VERSION, ClassifierView, classify, load_image_file, score, spread_note,
-                      ten_class_acceptable)
+from .fileio import atomic_write
+from .metrics import (
+    DEFAULT_THRESHOLD,
+    PR_K,
+    SCORE_VERSION,
+    ClassifierView,
+    classify,
+    load_image_file,
+    score,
+    spread_note,
+    ten_class_acceptable,
+)
 
 IMAGE_SUFFIXES = (".npz", ".npy")
 MIN_IMAGES = 2  # the fewest that FID, KID and a spread can be computed on; each metric's own minimum is in metrics
@@ -136,7 +146,7 @@ def evaluate_images(images: torch.Tensor, description: str, seed: int = 0, thres
     check_options(len(images), threshold)
     classifier, record, mnist, reference = reference_set(data, device)
     view = classify(classifier, images)
-    result = {
+    result: dict[str, Any] = {
         "target": description,
         "threshold": threshold,
         "seed": seed,

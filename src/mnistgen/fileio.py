@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 # Flags for a fresh temp file that no other process can have opened. O_BINARY exists on Windows only.
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -22,7 +23,7 @@ def _create_temp_beside(path: Path) -> tuple[int, Path]:
     return os.open(tmp, _CREATE_NEW, 0o666), tmp
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(fh)`` on a temp file beside ``path``, fsync it, then rename it into place.
 
     A crash or kill at any moment leaves either the previous file or the complete new one.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any, Literal
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -18,7 +19,7 @@ from .images import grid, to_uint8
 # its inline backend) and no screen is needed.
 
 # Loss terms worth a curve, per family, in display order (others in metrics.jsonl are ignored).
-LOSS_TERMS = {
+LOSS_TERMS: dict[str, list[tuple[str, str | None, str]]] = {
     "vae": [("loss", "val_loss", "total (negative ELBO)"), ("recon", "val_recon", "reconstruction (BCE)"),
             ("kl", "val_kl", "KL divergence")],
     "gan": [("d_loss", None, "discriminator / critic"), ("g_loss", None, "generator"),
@@ -27,7 +28,7 @@ LOSS_TERMS = {
 }
 
 
-def subplots(*grid: int, figsize: tuple[float, float], layout: str | None = None, **kw: object) -> tuple[Figure, object]:
+def subplots(*grid: int, figsize: tuple[float, float], layout: Literal["constrained"] | None = None, **kw: Any) -> tuple[Figure, Any]:
     """``pyplot.subplots`` without pyplot: a new Figure and its axes."""
     fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(*grid, **kw)

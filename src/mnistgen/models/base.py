@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ def recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
     signature = inspect.signature(init)
 
     @functools.wraps(init)
-    def init_and_record(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+    def init_and_record(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
@@ -65,6 +66,8 @@ class DigitModel(nn.Module):
     """What every model shares, whatever its family (VAE, GAN, flow): a latent prior, optional class
     conditioning, and sampling. Type hints say ``DigitModel`` for "a model of any family"."""
 
+    family: str  # "vae", "gan" or "flow": which trainer trains it
+    data_range: tuple[float, float]  # what the network's images span (sample() always gives [0, 1])
     constructor_args: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
