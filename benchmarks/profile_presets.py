@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from mnistgen.config import load_preset
-from mnistgen.training import RunOptions, Trainer, loop, make_trainer
+from mnistgen.training import RunOptions, Trainer, family, make_trainer
 
 
 def rebuild_optimizers(trainer: Trainer, **flags: bool) -> None:
@@ -107,13 +107,13 @@ def main() -> None:
     parser.add_argument("--validation", action="store_true", help="also time one validation pass (VAEs)")
     parser.add_argument("--epoch-end", action="store_true", help="also time one epoch-end (validation, grid, checkpoint)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads for all variants")
-    parser.add_argument("--val-batch", type=int, help="cap on validation chunks instead of loop.VAL_BATCH")
+    parser.add_argument("--val-batch", type=int, help="cap on validation chunks instead of family.VAL_BATCH")
     parser.add_argument("--json", help="append the results (one JSON line) here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.val_batch:
-        loop.VAL_BATCH = args.val_batch
+        family.VAL_BATCH = args.val_batch
     variants = args.variants.split(",")
     results: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     initial = None
@@ -144,7 +144,7 @@ def main() -> None:
                     trainer.validation_loss()
                     r.setdefault("validation_s", []).append(time.perf_counter() - started)
                 if args.epoch_end:
-                    trainer.writer = _NullWriter()
+                    trainer.writer.tensorboard = _NullWriter()
                     started = time.perf_counter()
                     trainer._finish_epoch()
                     r.setdefault("epoch_end_s", []).append(time.perf_counter() - started)

@@ -9,8 +9,7 @@ import yaml
 from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
 from mnistgen.config import apply_overrides, load_preset
-from mnistgen.training.loop import KILL_ENV
-
+from mnistgen.training.stopping import KILL_ENV
 from test_training import cli, tiny_run
 
 EVAL = ("--eval-every", "1", "--eval-n", "100", "--keep-best", "fid")

@@ -9,8 +9,8 @@ import torch
 
 from mnistgen.cli import main
 from mnistgen.config import apply_overrides, load_preset, preset_names
-from mnistgen.modelinfo import (code_a_user_needs, count_keras_style, count_parameters, model_info,
-                                part_parameter_counts, physical_lines, preset_summary)
+from mnistgen.modelinfo import (TRAINING_LOOP_MODULES, code_a_user_needs, count_keras_style, count_parameters,
+                                model_info, part_parameter_counts, physical_lines, preset_summary)
 from mnistgen.models import MODELS, build_model
 from mnistgen.training import RunOptions, make_trainer
 from mnistgen.training.adversarial import AdversarialTrainer
@@ -18,6 +18,7 @@ from mnistgen.training.likelihood import LikelihoodTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"
+LOOP_FILES = [name.removeprefix("mnistgen.").replace(".", "/") + ".py" for name in TRAINING_LOOP_MODULES]
 
 
 def build(preset):
@@ -173,10 +174,10 @@ def test_physical_lines_give_report_000s_own_counts_for_its_cells():
 
 @pytest.mark.parametrize("preset, trainer, files", [
     ("dcgan-seed000", AdversarialTrainer,
-     {"models/base.py", "models/dcgan_seed000.py", "training/adversarial.py", "training/loop.py",
+     {"models/base.py", "models/dcgan_seed000.py", "training/adversarial.py", *LOOP_FILES,
       "presets/dcgan-seed000.yaml"}),
     ("conv-vae-seed000", LikelihoodTrainer,
-     {"models/base.py", "models/conv_vae_seed000.py", "training/likelihood.py", "training/loop.py",
+     {"models/base.py", "models/conv_vae_seed000.py", "training/likelihood.py", *LOOP_FILES,
       "presets/conv-vae-seed000.yaml"}),
 ])
 def test_lines_of_code_count_every_physical_line_of_what_a_user_needs(preset, trainer, files):

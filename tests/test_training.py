@@ -12,7 +12,7 @@ from mnistgen.cli import main
 from mnistgen.config import apply_overrides, load_preset
 from mnistgen.errors import CheckpointError, TrainingDiverged
 from mnistgen.training import RunOptions, make_trainer
-from mnistgen.training.loop import KILL_ENV
+from mnistgen.training.stopping import KILL_ENV
 
 
 def tiny_run(out, preset="vae", *extra):
@@ -222,3 +222,20 @@ def test_generator_ema_forgets_its_random_start_quickly():
             ema.update_parameters(model)
     assert float(ema.module[0].weight.detach()) > 0.99
     assert int(ema.module[1].num_batches_tracked) == 7
+
+
+def test_step_hooks_run_after_each_whole_step(tmp_path, mnist):
+    trainer = make_tiny_trainer(tmp_path / "run")
+    seen = []
+    trainer.step_hooks.append(lambda t: seen.append((t.global_step, t.step_in_epoch)))
+    trainer.run()
+    assert seen == [(1, 1), (2, 2), (3, 3), (4, 4)]
+
+
+def test_the_kill_switch_is_a_step_hook_installed_only_when_asked(tmp_path, mnist, monkeypatch):
+    from types import SimpleNamespace
+
+    assert make_tiny_trainer(tmp_path / "plain").step_hooks == []
+    monkeypatch.setenv(KILL_ENV, "3")
+    (kill,) = make_tiny_trainer(tmp_path / "killed").step_hooks
+    kill(SimpleNamespace(global_step=2))  # any step but the third passes

@@ -14,7 +14,7 @@ import yaml
 from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
 from mnistgen.runfolder import RunFolderLock
-from mnistgen.training.loop import KILL_ENV, KILL_SIGNAL_ENV
+from mnistgen.training.stopping import KILL_ENV, KILL_SIGNAL_ENV
 
 from conftest import tiny_arrays
 
@@ -96,9 +96,9 @@ def test_ctrl_c_saves_the_last_step_and_exits_130(tmp_path, mnist, monkeypatch, 
 
 
 def test_an_error_during_training_saves_the_last_step(tmp_path, mnist, monkeypatch, capsys):
-    import mnistgen.training.loop as loop
+    import mnistgen.training.runwriter as runwriter
 
-    real_save_grid, calls = loop.save_grid, {"n": 0}
+    real_save_grid, calls = runwriter.save_grid, {"n": 0}
 
     def disk_full_on_second_grid(*args, **kw):
         calls["n"] += 1
@@ -106,7 +106,7 @@ def test_an_error_during_training_saves_the_last_step(tmp_path, mnist, monkeypat
             raise OSError(28, "No space left on device")
         return real_save_grid(*args, **kw)
 
-    monkeypatch.setattr(loop, "save_grid", disk_full_on_second_grid)
+    monkeypatch.setattr(runwriter, "save_grid", disk_full_on_second_grid)
     out = tmp_path / "run"
     assert main(quick(out)) == 1
     err = one_line_error(capsys)

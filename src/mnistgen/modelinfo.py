@@ -16,7 +16,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from .config import Config
-    from .models import GAN, VAE
+    from .models.base import DigitModel
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -51,7 +51,7 @@ def lines_of_code(source: str) -> int:
     return count
 
 
-def part_parameter_counts(model: VAE | GAN) -> dict[str, dict[str, int]]:
+def part_parameter_counts(model: DigitModel) -> dict[str, dict[str, int]]:
     """Per half of the model (generator/discriminator or encoder/decoder): ``{"torch": n, "keras": n}``.
     The two differ by batch norm's moving statistics, which Keras' summary() counts and the reports quote."""
     return {name: {"torch": sum(count_parameters(m) for m in modules),
@@ -82,7 +82,8 @@ def physical_lines(text: str) -> int:
 # from where the Trainer class is defined, so that moving code between them leaves the count as it is.
 # tests/test_lines_of_code.py checks that every module of mnistgen.training is listed here, is a family's
 # trainer, or is one of TRAINING_HELPERS.
-TRAINING_LOOP_MODULES = ("mnistgen.training.loop",)
+TRAINING_LOOP_MODULES = ("mnistgen.training.loop", "mnistgen.training.family", "mnistgen.training.data",
+                         "mnistgen.training.runwriter", "mnistgen.training.stopping")
 # Not counted, like the other helpers: the CLI's entry points (start_run, resume_run), data-parallel
 # plumbing, and scoring during training (the evaluation code is not counted either).
 TRAINING_HELPERS = ("mnistgen.training", "mnistgen.training.distributed", "mnistgen.training.quality")
@@ -131,9 +132,10 @@ def module_lines_of_code(module: ModuleType) -> int | None:
         return None
 
 
-def model_info(model: VAE | GAN, trainer: type | None = None, preset: str | None = None) -> dict[str, Any]:
+def model_info(model: DigitModel, trainer: type | None = None, preset: str | None = None) -> dict[str, Any]:
     """Parameter counts (whole model and per half) and the model module's logical lines of code;
-    given the trainer class, also the physical lines of everything it takes (:func:`code_a_user_needs`)."""
+    given the trainer class, also the physical lines of everything it takes (:func:`code_a_user_needs`)
+    and the logical lines of the training code alone."""
     module = sys.modules[type(model).__module__]
     info: dict[str, Any] = {
         "model_class": type(model).__name__,
@@ -147,4 +149,6 @@ def model_info(model: VAE | GAN, trainer: type | None = None, preset: str | None
         info[f"{part}_parameters_keras_style"] = n["keras"]
     if trainer is not None:
         info.update(code_a_user_needs(model, trainer, preset))
+        # Logical lines of the shared loop and the family's trainer (the seeds count training code too).
+        info["trainer_lines_of_code"] = sum(lines_of_code(inspect.getsource(m)) for m in trainer_modules(trainer))
     return info
