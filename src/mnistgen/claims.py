@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 import yaml
 
@@ -42,7 +42,7 @@ class Claim:
     """One thing a report states: the value in canonical units (seconds, fractions, plain
     integers) and the report's words for it; both ``None`` where the report states nothing."""
 
-    value: float | int | dict | str | None
+    value: float | int | dict[str, float] | str | None
     quote: str | None
     note: str | None = None
     hardware: str | None = None
@@ -52,6 +52,25 @@ class Claim:
     def stated(self) -> bool:
         return self.value is not None
 
+    # The loader checks each value's type by the claim's name; these read it as that type.
+    def number(self) -> float | None:
+        """The value of a counted or measured claim (every system claim but final_losses)."""
+        if self.value is None or isinstance(self.value, (int, float)):
+            return self.value
+        raise TypeError(f"claim {self.quote!r}: not a number: {self.value!r}")
+
+    def losses(self) -> dict[str, float] | None:
+        """final_losses' value: the report's name of each loss term -> its value."""
+        if self.value is None or isinstance(self.value, dict):
+            return self.value
+        raise TypeError(f"claim {self.quote!r}: not a mapping of losses: {self.value!r}")
+
+    def text(self) -> str | None:
+        """The value of a claim in words (the hardware, the acceptable rule)."""
+        if self.value is None or isinstance(self.value, str):
+            return self.value
+        raise TypeError(f"claim {self.quote!r}: not text: {self.value!r}")
+
 
 @dataclass(frozen=True)
 class SeedSystem:
@@ -60,7 +79,7 @@ class SeedSystem:
 
     id: str
     preset: str
-    overrides: dict
+    overrides: dict[str, Any]  # training setting -> a value its rule accepts
     label: str
     claims: dict[str, Claim]
 
@@ -112,7 +131,7 @@ def systems_of(seeds: list[str]) -> list[tuple[str, SeedSystem]]:
     return [(seed, system) for seed in seeds for system in load_claims(seed).systems]
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -125,7 +144,8 @@ class _Reader:
     def fail(self, key: str, problem: str) -> NoReturn:
         raise ConfigError(f"{self.file}: {key}: {problem}")
 
-    def mapping(self, data: Any, key: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    def mapping(self, data: Any, key: str, required: tuple[str, ...],
+                optional: tuple[str, ...] = ()) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail(key, f"must be a mapping with keys {', '.join(required)}")
         missing = [k for k in required if k not in data]
@@ -136,20 +156,21 @@ class _Reader:
             self.fail(key, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(required + optional)}")
         return data
 
-    def text(self, value: Any, key: str, optional: bool = False) -> str | None:
-        if optional and value is None:
-            return None
+    def text(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not value.strip():
             self.fail(key, f"must be non-empty text, not {value!r}")
         return value
+
+    def optional_text(self, value: Any, key: str) -> str | None:
+        return None if value is None else self.text(value, key)
 
     def claim(self, data: Any, key: str, extras: tuple[str, ...] = CLAIM_EXTRAS) -> Claim:
         d = self.mapping(data, key, CLAIM_FIELDS, extras)
         if (d["value"] is None) != (d["quote"] is None):
             self.fail(key, "value and quote must both be null or both be set")
-        self.text(d["quote"], f"{key}.quote", optional=True)
+        self.optional_text(d["quote"], f"{key}.quote")
         for extra in CLAIM_EXTRAS:
-            self.text(d.get(extra), f"{key}.{extra}", optional=True)
+            self.optional_text(d.get(extra), f"{key}.{extra}")
         if d.get("part") is not None and d["part"] not in PARTS:
             self.fail(f"{key}.part", f"must be one of {', '.join(PARTS)}, not {d['part']!r}")
         return Claim(d["value"], d["quote"], d.get("note"), d.get("hardware"), d.get("part"))
@@ -178,7 +199,7 @@ class _Reader:
             self.fail(where, f"must be a number >= 0, not {value!r}")
         return claim
 
-    def overrides(self, data: Any, key: str) -> dict:
+    def overrides(self, data: Any, key: str) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail(key, f"must be a mapping of training settings, not {data!r}")
         for name, value in data.items():
@@ -212,10 +233,10 @@ class _Reader:
         if not (source.startswith(f"{seed}_") and source.endswith(".txt")):
             self.fail("source", f"must name report {seed}'s file ({seed}_....txt), not {source!r}")
         hardware = self.claim(d["hardware"], "hardware")
-        self.text(hardware.value, "hardware.value", optional=True)
+        self.optional_text(hardware.value, "hardware.value")
         rule = self.mapping(d["acceptable_rule"], "acceptable_rule", CLAIM_FIELDS + ("threshold",), CLAIM_EXTRAS)
         acceptable_rule = self.claim(rule, "acceptable_rule", CLAIM_EXTRAS + ("threshold",))
-        self.text(acceptable_rule.value, "acceptable_rule.value", optional=True)
+        self.optional_text(acceptable_rule.value, "acceptable_rule.value")
         threshold = rule["threshold"]
         if threshold is not None:
             self.fraction(threshold, "acceptable_rule.threshold")

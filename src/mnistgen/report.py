@@ -9,9 +9,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -325,7 +325,8 @@ def build_report(entries: list[str], out: Path, quick: bool = False, minutes: fl
     if out.exists() and any(out.iterdir()):
         raise MnistgenError(f"{out} already holds files; choose another --out")
     minutes = minutes if minutes is not None else (QUICK_MINUTES if quick else None)
-    jobs = [(entry, e) for entry in entries for e in (epochs or [None])]
+    lengths: list[int | None] = [*epochs] if epochs else [None]  # None: each preset's own epochs
+    jobs = [(entry, e) for entry in entries for e in lengths]
     total = 2 * len(jobs) + 1
     results: list[ModelResult] = []
     started = time.perf_counter()

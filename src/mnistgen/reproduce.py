@@ -17,11 +17,11 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import matplotlib.image as mpimg
 
@@ -33,11 +33,28 @@ from .errors import ConfigError, MnistgenError, TrainingStopped
 from .evaluation import check_options, evaluate
 from .fileio import atomic_write_text
 from .metrics import DEFAULT_THRESHOLD, spread_note
-from .report import (ModelResult, findings, format_number, load_result, model_figures, relative_path, render,
-                     results_table, stage, training_length_study)
+from .report import (
+    ModelResult,
+    findings,
+    format_number,
+    load_result,
+    model_figures,
+    relative_path,
+    render,
+    results_table,
+    stage,
+    training_length_study,
+)
 from .runfolder import RunFolderLock
-from .training import (RunOptions, absolute_data_path, read_metrics, refuse_changes, resolve_device, resume_run,
-                       start_run)
+from .training import (
+    RunOptions,
+    absolute_data_path,
+    read_metrics,
+    refuse_changes,
+    resolve_device,
+    resume_run,
+    start_run,
+)
 
 MARKER = "reproduction.json"  # what the folder was made with; a later sitting must match it
 # Shown beside a seed's systems though no report trained them: 004's failed WGAN next to one that trains.
@@ -245,15 +262,15 @@ def judge(row: Row) -> None:
             f"{run.epochs_done:.1f} of {run.recipe_epochs} epochs in {run.result.summary['training_seconds']:.0f} s "
             f"(cap {run.cap_minutes:g} min); the full recipe would take about {_duration(run.projected_seconds)} on "
             f"{run.result.summary['device']} at the measured {run.result.summary['seconds_per_epoch']:.0f} s/epoch")
-    if said["parameters"].value:
-        claimed, ours = said["parameters"].value, our_count(info, said["parameters"].part)
-        ok = abs(ours / claimed - 1) <= PARAMETER_MARGIN
+    if claimed_count := said["parameters"].number():
+        our_parameters = our_count(info, said["parameters"].part)
+        ok = abs(our_parameters / claimed_count - 1) <= PARAMETER_MARGIN
         agree.append(ok)
         if not ok:
-            row.reasons.append(f"parameters{_part(said['parameters'])}: ours {ours:,} vs the report's {claimed:,} "
-                               f"({ours / claimed - 1:+.0%}) for the architecture it describes")
-    if said["acceptable"].value is not None:
-        claimed = said["acceptable"].value
+            row.reasons.append(f"parameters{_part(said['parameters'])}: ours {our_parameters:,} vs the report's "
+                               f"{claimed_count:,} ({our_parameters / claimed_count - 1:+.0%}) for the architecture "
+                               f"it describes")
+    if (claimed := said["acceptable"].number()) is not None:
         threshold, ten_class = ten_class_rule(claims, run)
         if claims.threshold is not None:
             ours = ten_class
@@ -269,15 +286,15 @@ def judge(row: Row) -> None:
         if not ok:
             row.reasons.append(f"acceptable: ours {ours:.3f} with {rule} vs the report's {claimed:.2f}, "
                                f"{'higher' if ours > claimed else 'lower'} by more than {margin:.3f}")
-    if said["inception_score"].value is not None and samples["inception_score"] is not None:
-        claimed, ours = said["inception_score"].value, samples["inception_score"]
+    if (claimed := said["inception_score"].number()) is not None and samples["inception_score"] is not None:
+        ours = samples["inception_score"]
         ok = abs(ours / claimed - 1) <= IS_MARGIN
         agree.append(ok)
         if not ok:
             row.reasons.append(f"IS: ours {ours:.2f} vs the report's {claimed:.2f} (both over 10 digit classes, "
                                f"but with different MNIST classifiers)")
-    if said["final_losses"].value is not None and run.complete:
-        agree += judge_losses(row, said["final_losses"].value)
+    if (claimed_losses := said["final_losses"].losses()) is not None and run.complete:
+        agree += judge_losses(row, claimed_losses)
     if said["fid"].value is not None and samples["fid"] is not None:
         row.reasons.append(f"FID not judged: the report's {said['fid'].value:g} and our {samples['fid']:.2f} are "
                            f"distances in different feature spaces (see the claims file's note)")
@@ -339,8 +356,9 @@ def claims_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
         said, run = row.run.system.claims, row.run
         s, summary = run.result.scores["samples"], run.result.summary
         hardware = said["training_seconds"].hardware or row.claims.hardware.value
-        claimed_time = "-" if said["training_seconds"].value is None else \
-            _duration(said["training_seconds"].value) + (f" ({hardware})" if hardware else "")
+        claimed_seconds = said["training_seconds"].number()
+        claimed_time = "-" if claimed_seconds is None else \
+            _duration(claimed_seconds) + (f" ({hardware})" if hardware else "")
         ours_time = f"{_duration(summary['training_seconds'])} ({summary['device']})"
         if not run.complete:
             ours_time += f"; full ≈ {_duration(run.projected_seconds)}"
@@ -365,9 +383,10 @@ def claims_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
 def _losses_cell(claim: Claim, run: Reproduced) -> str:
     """e.g. 'total 186.37 / 176.92; reconstruction 180.59 / 170.94; kl 5.78 / 5.99 (epoch 5)'."""
     epoch, ours = run.final_losses
-    if claim.value is None:
+    claimed = claim.losses()
+    if claimed is None:
         return "-" if "total" not in ours else f"- / {ours['total']:.2f} (epoch {epoch})"
-    pairs = [f"{name} {value:.2f} / {format_number(ours.get(name), '{:.2f}')}" for name, value in claim.value.items()]
+    pairs = [f"{name} {value:.2f} / {format_number(ours.get(name), '{:.2f}')}" for name, value in claimed.items()]
     return "; ".join(pairs) + (f" (epoch {epoch})" if ours else "")
 
 
@@ -396,7 +415,7 @@ def _seed_blocks(claims: SeedClaims, rows: list[Row], extra: list[Reproduced], o
     blocks: list[tuple] = [
         ("h2", f"Report {claims.seed}: {claims.title}"),
         ("p", f"Source: shared/seeds/{claims.source}. The report's study: {claims.study} "
-              f"How it counts an acceptable digit: {(claims.acceptable_rule.value or 'not stated').rstrip('.')}."),
+              f"How it counts an acceptable digit: {(claims.acceptable_rule.text() or 'not stated').rstrip('.')}."),
         ("ul", [f"{row.run.system.label} ({row.run.system.id}): {row.verdict}"
                 + (f"; {'; '.join(row.reasons)}" if row.reasons else "") for row in rows]
          + [f"{r.system.label} ({r.system.id}): ours, shown beside the report's systems" for r in extra]),

@@ -33,10 +33,11 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from flask import Flask, Response, jsonify, request
@@ -124,7 +125,7 @@ class ServedModel:
                 "directions": state, **({"directions_error": self.directions_error} if state == "failed" else {})}
 
 
-def load_models(runs: list[str | Path], pretrained: bool = False) -> dict[str, ServedModel]:
+def load_models(runs: Sequence[str | Path], pretrained: bool = False) -> dict[str, ServedModel]:
     """The run folders (or checkpoints) to serve, each by its run folder's name, made unique, and with
     ``pretrained`` the shipped weights as ``pretrained-NAME``. On the CPU: ``Explorer`` moves them."""
     served: dict[str, ServedModel] = {}
@@ -245,6 +246,7 @@ class Explorer:
             path = torch.lerp(za, zb, torch.linspace(0, 1, points)[:, None])
         labels = None
         if model.num_classes:  # two different digits blend along the way
+            assert ya is not None and yb is not None  # latent_of_seed gives a class-conditional model labels
             one_hot = torch.eye(model.num_classes)
             labels = torch.lerp(one_hot[ya[0]], one_hot[yb[0]], torch.linspace(0, 1, points)[:, None])
         return self.decode(model, path, labels)
@@ -300,6 +302,7 @@ class Explorer:
             if entry.directions_error is not None:
                 raise BadRequest(f"the latent directions of {entry.name} could not be found: {entry.directions_error}",
                                  503)
+            assert entry.directions is not None  # found above, or its error kept and raised instead
             return entry.directions
 
     @torch.no_grad()
@@ -309,8 +312,9 @@ class Explorer:
         from what they do to the images (as GANSpace does): principal components of generated digits,
         each mapped back to the latent direction that predicts it best (least squares)."""
         if isinstance(model, VAE):
-            images, labels = self.test_images()
-            z = model.encode(images.to(self.device), labels.to(self.device) if model.num_classes else None)[0].cpu()
+            images, test_labels = self.test_images()
+            conditioned_on = test_labels.to(self.device) if model.num_classes else None
+            z = model.encode(images.to(self.device), conditioned_on)[0].cpu()
             _, s, v = torch.linalg.svd(z - z.mean(0), full_matrices=False)
             return v[:DIRECTIONS], s[:DIRECTIONS] / (len(z) - 1) ** 0.5
         gen = torch.Generator().manual_seed(0)
@@ -364,9 +368,10 @@ class Explorer:
     def read_drawing(self, entry: ServedModel | None, body: Any) -> dict[str, Any]:
         image = drawing_pixels(body).reshape(1, 1, 28, 28).to(self.device)
         probs = classify(self.classifier, image).probs.float()[0]
-        answer = {"probabilities": {("not a digit" if i == NOT_A_DIGIT else str(i)): round(float(p), 4)
-                                    for i, p in enumerate(probs)},
-                  "verdict": self.verdicts(image)[0]}
+        answer: dict[str, Any] = {
+            "probabilities": {("not a digit" if i == NOT_A_DIGIT else str(i)): round(float(p), 4)
+                              for i, p in enumerate(probs)},
+            "verdict": self.verdicts(image)[0]}
         if entry is not None:
             if not isinstance(entry.model, VAE):
                 raise BadRequest(f"model {entry.name} has no encoder to reconstruct with (VAEs only)")

@@ -25,8 +25,9 @@ import signal
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -36,9 +37,15 @@ from .errors import MnistgenError, TrainingDiverged, TrainingStopped
 from .fileio import atomic_write, atomic_write_text
 from .training import RunOptions, StopRequests, resume_run, start_run
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Direction = Literal["minimize", "maximize"]
+
 # The metric to optimise and its direction.
-METRICS = {"fid": "minimize", "kid": "minimize", "acceptable": "maximize", "coverage": "maximize",
-           "inception_score": "maximize", "precision": "maximize", "recall": "maximize"}
+METRICS: dict[str, Direction] = {"fid": "minimize", "kid": "minimize", "acceptable": "maximize",
+                                 "coverage": "maximize", "inception_score": "maximize", "precision": "maximize",
+                                 "recall": "maximize"}
 KINDS = ("log", "float", "int", "cat")
 FINAL_N = 10_000  # samples that re-score the best trial
 # Trial attributes: the signal that stopped a trial, and the earlier trial that a trial takes up again.
@@ -66,6 +73,7 @@ class Param:
     def suggest(self, trial: Any) -> Any:
         if self.kind == "cat":
             return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None  # parse_param gives a range both ends
         if self.kind == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high))
         return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "log")
@@ -219,7 +227,7 @@ def take_up_stopped_trials(study: Any) -> None:
             study.enqueue_trial(t.params, user_attrs={CONTINUES: t.number, "run": t.user_attrs["run"]})
 
 
-def open_study(name: str, storage: str, direction: str, attempts: int = 5) -> Any:
+def open_study(name: str, storage: str, direction: Direction, attempts: int = 5) -> Any:
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -283,7 +291,7 @@ def run_sweep(cfg: Config, params: list[Param], out: Path, trials: int, metric: 
     sweep = Sweep(cfg, params, out, metric, minutes, n, prune_n, seed, subset, data, device)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shared = storage is not None
-    if not shared:  # the study lives in the sweep folder
+    if storage is None:  # the study lives in the sweep folder
         make_sweep_folder(out)
         storage = f"sqlite:///{(out / 'study.db').resolve()}"
     study = open_study(study_name or f"mnistgen-{cfg.preset}", storage, METRICS[metric])
@@ -360,9 +368,8 @@ def write_plots(study: Any, out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
     from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as optuna_plots
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)  # the matplotlib plots are marked experimental
     written = []
@@ -374,12 +381,19 @@ def write_plots(study: Any, out: Path) -> list[str]:
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:
                 written.append(f"{name}: not drawn ({exc})")
                 continue
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure = _figure_of(axes)
             figure.tight_layout()
-            atomic_write(out / f"{name}.png", lambda fh: figure.savefig(fh, format="png", dpi=100))
+            atomic_write(out / f"{name}.png", partial(figure.savefig, format="png", dpi=100))
             plt.close(figure)
         written.append(f"{name}.png")
     return written
+
+
+def _figure_of(drawn: Any) -> Figure:
+    """The figure an Optuna plot drew on. Typed Any: Optuna declares one Axes, but a plot of several
+    panels gives an array of them; either way it is a figure of its own (plt.subplots), not a subfigure."""
+    axes = drawn if hasattr(drawn, "figure") else drawn.flat[0]
+    return axes.figure
 
 
 __all__ = ["METRICS", "Param", "parse_param", "run_sweep", "score_model"]

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..config import SAMPLERS, TARGETS, TIME_DISTRIBUTIONS
 from .base import FlowModel
 from .unet import DigitUNet
+
 # Least 1 - t in the velocity of a data-predicting network: its divisor (t = 1 itself is never asked).
 MIN_REMAINING = 1e-3
 

@@ -43,7 +43,7 @@ preset) can warm-start this network (``init_from``; see ``training/meanflow.py``
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -65,7 +65,8 @@ def meanflow_target(u_fn: VelocityField, z: torch.Tensor, t: torch.Tensor, r: to
                     v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``u_fn(z, t, r)`` and its MeanFlow target v + (r - t) * du/dt (detached), where du/dt is the
     derivative along the path z' = v at fixed r: one JVP with the tangent (v, 1, 0) for (z, t, r)."""
-    u, du_dt = torch.func.jvp(u_fn, (z, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
+    # torch types jvp's result as 2 or 3 items; the third (aux) comes only with has_aux=True
+    u, du_dt = torch.func.jvp(u_fn, (z, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))  # type: ignore[misc]
     return u, (v + per_image(r - t) * du_dt).detach()
 
 

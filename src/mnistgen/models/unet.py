@@ -16,6 +16,7 @@ The process that uses this network lives in ``flow_matching.py``: networks and p
 from __future__ import annotations
 
 import math
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,17 @@ def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 def norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, channels // 4) or 1, channels)
+
+
+Layer = TypeVar("Layer", nn.Linear, nn.Conv2d)
+
+
+def zeroed(layer: Layer) -> Layer:
+    """The layer with its weights and bias at 0 (it draws no random numbers, so others' weights stay the same)."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 class ResBlock(nn.Module):
@@ -81,6 +93,8 @@ class DigitUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # Row num_classes is "no digit" (classifier-free guidance's unconditional branch).
         self.digit_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.fold: nn.Module
+        self.unfold: nn.Module
         self.fold, self.unfold = (nn.PixelUnshuffle(2), nn.PixelShuffle(2)) if patch == 2 else (nn.Identity(), nn.Identity())
         self.stem = nn.Conv2d(patch * patch, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -106,10 +120,8 @@ class DigitUNet(nn.Module):
             if level > 0:
                 self.upsample.append(nn.ConvTranspose2d(c, channels[level - 1], 4, stride=2, padding=1))
                 c = channels[level - 1]
-        self.head = nn.Sequential(norm(c), nn.SiLU(), nn.Conv2d(c, patch * patch, 3, padding=1))
         # Start from output 0: the first steps learn the mean velocity instead of undoing noise.
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        self.head = nn.Sequential(norm(c), nn.SiLU(), zeroed(nn.Conv2d(c, patch * patch, 3, padding=1)))
         # Made last, so that the layers above draw the same initial weights with or without it.
         self.interval_mlp = self.interval_embedding(width, emb_dim) if interval else None
 
@@ -117,10 +129,7 @@ class DigitUNet(nn.Module):
     def interval_embedding(width: int, emb_dim: int) -> nn.Sequential:
         """Like ``time_mlp``, with its last layer at zero: a network given a flow's weights starts as that
         flow, the same prediction for every interval, and learns how the interval changes it."""
-        mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        nn.init.zeros_(mlp[-1].weight)
-        nn.init.zeros_(mlp[-1].bias)
-        return mlp
+        return nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), zeroed(nn.Linear(emb_dim, emb_dim)))
 
     def embed(self, t: torch.Tensor, labels: torch.Tensor | None, interval: torch.Tensor | None = None) -> torch.Tensor:
         """(N, emb_dim), or (1, emb_dim) for one time (1,) shared by the batch and no digit."""
@@ -145,8 +154,9 @@ class DigitUNet(nn.Module):
         emb = self.embed(t, labels, interval)
         h = self.stem(self.fold(x))
         skips = []
+        # Each level of down and up is a ModuleList of ResBlocks (see __init__); nn.ModuleList is not generic.
         for level, blocks in enumerate(self.down):
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 h = block(h, emb)
             skips.append(h)
             if level < len(self.downsample):
@@ -154,7 +164,7 @@ class DigitUNet(nn.Module):
         h = self.attention(self.middle(h, emb))
         for i, blocks in enumerate(self.up):
             h = torch.cat([h, skips.pop()], dim=1)
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 h = block(h, emb)
             if i < len(self.upsample):
                 h = self.upsample[i](h)
