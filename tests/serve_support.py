@@ -1,8 +1,8 @@
 """What the tests of `mnistgen serve` share: tiny run folders to serve, and the app on a real server."""
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from flask import Flask
 

@@ -11,9 +11,8 @@ import torch
 
 from conftest import make_idx_folder, tiny_arrays, write_idx
 from mnistgen import data as data_mod
-from mnistgen.data import (TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, InMemoryBatches, load_dataset, load_mnist,
-                           read_idx)
 from mnistgen.cli import main
+from mnistgen.data import TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, InMemoryBatches, load_dataset, load_mnist, read_idx
 from mnistgen.errors import DataError
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from mnistgen.cli import main
-from mnistgen.models import build_model
 from mnistgen.models.flow_matching import FlowMatching
 from mnistgen.sampling import great_circle
 from mnistgen.training.flow import FlowTrainer
@@ -255,8 +254,8 @@ def test_ddim_with_a_perfect_noise_prediction_lands_on_the_digit():
 
 
 def test_ddpm_loss_predicts_the_noise_and_has_no_sampler_option():
-    from mnistgen.models.diffusion import DDPM
     from mnistgen.errors import MnistgenError
+    from mnistgen.models.diffusion import DDPM
     from mnistgen.sampling import set_sampling
 
     model = with_net(DDPM(width=8, patch=2).eval(), lambda x, t, y: torch.zeros_like(x))

@@ -40,7 +40,7 @@ def assert_jvp_matches_differences(f, primals, tangents, eps=1e-6):
 def randomise(module: torch.nn.Module) -> torch.nn.Module:
     """Float64, with the layers that start at zero (output head, interval embedding) given weights."""
     gen = torch.Generator().manual_seed(0)
-    for name, p in module.named_parameters():
+    for p in module.parameters():
         if not p.abs().sum():
             p.data.copy_(torch.randn(p.shape, generator=gen) * 0.1)
     return module.double()

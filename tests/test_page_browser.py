@@ -10,10 +10,10 @@ import time
 import urllib.request
 
 import pytest
-from serve_support import running, tiny, tiny_flow
 
 from mnistgen.models import FlowModel
 from mnistgen.serve import PLANE_CELLS, Explorer, create_app, load_models
+from serve_support import running, tiny, tiny_flow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -16,8 +16,16 @@ from mnistgen.claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_clai
 from mnistgen.cli import main
 from mnistgen.config import load_preset
 from mnistgen.report import ModelResult
-from mnistgen.reproduce import (Reproduced, Row, claims_table, final_losses_record, judge, obtain_system_run,
-                                parse_seeds, size_by_loss_table)
+from mnistgen.reproduce import (
+    Reproduced,
+    Row,
+    claims_table,
+    final_losses_record,
+    judge,
+    obtain_system_run,
+    parse_seeds,
+    size_by_loss_table,
+)
 from mnistgen.training import RunOptions
 
 

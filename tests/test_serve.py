@@ -14,11 +14,11 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-from serve_support import running, tiny, tiny_flow
 
 from mnistgen.cli import main
 from mnistgen.errors import MnistgenError
 from mnistgen.serve import MOST_SAMPLES, PLANE_CELLS, Explorer, create_app, load_models, serve
+from serve_support import running, tiny, tiny_flow
 
 
 @pytest.fixture(scope="module")
