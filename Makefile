@@ -10,12 +10,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PINS := $(VENV)/constraints.txt
 
-.PHONY: quick test setup
+.PHONY: quick test test-fast lint setup
 quick: $(STAMP)
 	$(VENV)/bin/mnistgen report --quick
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
+
+# The inner loop: lint, then the test files that train nothing (under a minute on 2 cores).
+FAST_TESTS := tests/test_cli.py tests/test_data.py tests/test_fileio.py tests/test_install.py tests/test_claims.py
+test-fast: lint
+	$(PY) -m pytest -q -x $(FAST_TESTS)
+
+# A lint, format or type error fails `make test`, and so CI, like a failing test.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 setup: $(STAMP)
 

@@ -18,7 +18,7 @@ import copy
 import json
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -46,7 +46,8 @@ def publish(source: Path, dest: Path) -> None:
     for figure in set(shown):
         (dest / figure).write_bytes(small_png((source / figure).read_bytes()))
     # The page's embedded images are those figures, in the same order: point at the copies instead.
-    page, count = EMBEDDED.subn(lambda m, names=iter(shown): next(names), (source / "report.html").read_text())
+    names = iter(shown)
+    page, count = EMBEDDED.subn(lambda m: next(names), (source / "report.html").read_text())
     if count != len(shown):
         raise SystemExit(f"report.html shows {count} images, report.md {len(shown)}: not the same report")
     (dest / "report.html").write_text(page)

@@ -39,7 +39,7 @@ def test_any_torch_from_2_2_satisfies_the_package(installed):
 
 
 def test_the_package_pins_nothing_exactly():
-    for name, requirement in dependencies().items():
+    for requirement in dependencies().values():
         operators = {spec.operator for spec in requirement.specifier}
         assert not operators & {"==", "===", "~="}, f"{requirement}: exact pins belong in constraints.txt"
         assert requirement.url is None, f"{requirement}: a URL would force one build"

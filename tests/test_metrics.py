@@ -8,9 +8,9 @@ import torch
 
 from mnistgen.classifier import load_classifier, shipped_weights_dir
 from mnistgen.cli import main
+from mnistgen.errors import MnistgenError
 from mnistgen.evaluation import evaluate
 from mnistgen.metrics import MIN_IMAGES, images_to_unit_float, inception_score, precision_recall
-from mnistgen.errors import MnistgenError
 
 N = 1000
 

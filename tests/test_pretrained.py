@@ -4,7 +4,6 @@ score what their records say."""
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -8,7 +8,6 @@ from mnistgen.config import apply_overrides, load_preset
 from mnistgen.models import MODELS, build_model
 from mnistgen.training import RunOptions, make_trainer
 
-
 # The presets whose models train in NHWC. dcgan-seed000 trains NCHW (NHWC did not speed it up); in NHWC its
 # gradients came out up to 2.8e-4 apart from NCHW's on an AMD EPYC, outside this test's tolerance.
 NHWC_PRESETS = [p for p in ("conv-vae-seed000", "gan-seed004", "dcgan-seed000", "lstm-vae-seed004")

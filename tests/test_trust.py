@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import tiny_arrays
 from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
 from mnistgen.runfolder import RunFolderLock
 from mnistgen.training.stopping import KILL_ENV, KILL_SIGNAL_ENV
-
-from conftest import tiny_arrays
 
 
 def quick(out, preset="vae", *extra):

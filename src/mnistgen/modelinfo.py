@@ -28,9 +28,17 @@ def count_keras_style(module: nn.Module) -> int:
     stats = sum(
         m.running_mean.numel() + m.running_var.numel()
         for m in module.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None and m.running_var is not None
     )
     return count_parameters(module) + stats
+
+
+def source_file(module: object) -> str:
+    """The file a module was loaded from (mnistgen's modules always have one)."""
+    path = inspect.getsourcefile(module)  # type: ignore[arg-type]
+    if path is None:
+        raise ValueError(f"{module} has no source file")
+    return path
 
 
 def lines_of_code(source: str) -> int:
@@ -39,10 +47,9 @@ def lines_of_code(source: str) -> int:
     doc_lines: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                doc_lines.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
     count = 0
     for number, line in enumerate(source.splitlines(), start=1):
         stripped = line.strip()
@@ -113,9 +120,8 @@ def code_a_user_needs(model: nn.Module, trainer: type, preset: str | None = None
     torch, and the helpers the classes call (data loading, checkpoints, image grids, scoring, the CLI).
     Returns ``lines_of_code_physical`` (the total) and ``lines_of_code_files`` ({file: lines})."""
     modules = {sys.modules[name] for name in _mnistgen_modules(type(model))} | set(trainer_modules(trainer))
-    root = Path(inspect.getsourcefile(sys.modules["mnistgen"])).parent
-    files = {Path(inspect.getsourcefile(m)).relative_to(root).as_posix(): physical_lines(inspect.getsource(m))
-             for m in modules}
+    root = Path(source_file(sys.modules["mnistgen"])).parent
+    files = {Path(source_file(m)).relative_to(root).as_posix(): physical_lines(inspect.getsource(m)) for m in modules}
     yaml_file = resources.files("mnistgen") / "presets" / f"{preset}.yaml"
     if preset and yaml_file.is_file():  # a preset that is not a packaged file has no YAML to count
         files[f"presets/{preset}.yaml"] = physical_lines(yaml_file.read_text())

@@ -23,7 +23,7 @@ class RunFolderLock:
         self.folder = Path(folder)
         self.fd: int | None = None
 
-    def acquire(self) -> "RunFolderLock":
+    def acquire(self) -> RunFolderLock:
         path = self.folder / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -42,7 +42,7 @@ class RunFolderLock:
             os.close(self.fd)  # closing drops the flock; the file stays (harmless, reused next time)
             self.fd = None
 
-    def __enter__(self) -> "RunFolderLock":
+    def __enter__(self) -> RunFolderLock:
         return self.acquire()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

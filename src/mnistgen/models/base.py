@@ -232,12 +232,12 @@ class FlowModel(DigitModel):
         """Images in ``data_range`` from noise (N, 1, 28, 28) in ``steps`` steps."""
         raise NotImplementedError
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """The network's output at time ``t`` (a float, or (N,)), guided when ``guidance`` > 0."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
-        out = self.net(x, t, labels)
+    def predict(self, x: torch.Tensor, t: float, labels: torch.Tensor | None) -> torch.Tensor:
+        """The network's output at time ``t`` (one time for the whole batch), guided when ``guidance`` > 0."""
+        times = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        out = self.net(x, times, labels)
         if self.guidance > 0 and self.num_classes and labels is not None:
-            out = out + self.guidance * (out - self.net(x, t, None))
+            out = out + self.guidance * (out - self.net(x, times, None))
         return out
 
     # Samples carried through the ODE together on a CPU: each one's path is independent of the others',

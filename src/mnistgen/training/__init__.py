@@ -8,19 +8,20 @@ import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..checkpoint import load_checkpoint
 from ..config import Config, apply_overrides
 from ..errors import MnistgenError
 from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder, remove_failed_start
 from .adversarial import AdversarialTrainer
+from .distributed import world_from_env
 from .flow import FlowTrainer
 from .likelihood import LikelihoodTrainer
-from .meanflow import MeanFlowTrainer
-from .distributed import world_from_env
 from .loop import RunOptions, Trainer, resolve_device
+from .meanflow import MeanFlowTrainer
 from .runwriter import read_metrics
 from .stopping import StopRequests, kill_switch_from_env
 

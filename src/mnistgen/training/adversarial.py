@@ -12,7 +12,8 @@ the generator is updated after every k-th discriminator update.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,10 +33,11 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
 
 
 class AdversarialTrainer(Trainer):
+    model: GAN  # the family this loop trains (make_trainer picks it by the config's family)
     average_gradients_by_hand = True  # D is called on real and fake before one backward; WGAN-GP differentiates twice
 
     def setup(self) -> None:
-        model: GAN = self.model
+        model = self.model
         self.opt_g = self.optimizer(model.generator.parameters(), self.t.lr_g)
         self.opt_d = self.optimizer(model.discriminator.parameters(), self.t.lr_d)
         self.G = self.maybe_compile(model.generate)
@@ -99,7 +101,7 @@ class AdversarialTrainer(Trainer):
         return torch.randn(n, self.model.latent_dim, device=self.device)
 
     def sampling_model(self) -> GAN:
-        return self.ema.module if self.ema is not None else self.model
+        return cast(GAN, self.ema.module) if self.ema is not None else self.model  # the EMA wraps self.model
 
     def learning_rates(self) -> dict[str, float]:
         return {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]}

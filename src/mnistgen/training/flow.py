@@ -4,7 +4,7 @@ on the test split with fixed noise (so epochs compare on the same draws)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -15,6 +15,8 @@ VALIDATION_SEED = 0
 
 
 class FlowTrainer(Trainer):
+    model: FlowModel  # the family this loop trains (make_trainer picks it by the config's family)
+
     def setup(self) -> None:
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.ema = make_ema(self.model, self.t.ema_decay)
@@ -45,7 +47,7 @@ class FlowTrainer(Trainer):
             return self.validation_terms(model, lambda x, labels: model.loss(x, labels))
 
     def sampling_model(self) -> FlowModel:
-        return self.ema.module if self.ema is not None else self.model
+        return cast(FlowModel, self.ema.module) if self.ema is not None else self.model  # the EMA wraps self.model
 
     def learning_rates(self) -> dict[str, float]:
         return {"lr": self.opt.param_groups[0]["lr"]}

@@ -7,10 +7,13 @@ from typing import Any
 
 import torch
 
+from ..models import VAE
 from .loop import Trainer
 
 
 class LikelihoodTrainer(Trainer):
+    model: VAE  # the family this loop trains (make_trainer picks it by the config's family)
+
     def setup(self) -> None:
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.scheduler = None

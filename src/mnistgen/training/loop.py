@@ -86,7 +86,7 @@ def place_model(model: DigitModel, device: torch.device) -> DigitModel:
     if getattr(model, "channels_last", False):
         # oneDNN's convolutions run NHWC natively: no layout reorders around every conv
         # (benchmarks/results/profile-faithful-presets-2026-11-25-cpu.md). Checkpoints stay plain (state()).
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
     return model
 
 
@@ -359,7 +359,7 @@ class Trainer(FamilyTrainer):
 
 def random_state() -> dict[str, Any]:
     """The generators' states, so a resumed run draws the numbers the uninterrupted one would."""
-    rng = {"torch": torch.get_rng_state()}
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return rng
@@ -371,13 +371,16 @@ def restore_random_state(rng: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def warmup_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
+
+
+def warmup_ema(decay: float) -> Callable[[Tensors, Tensors, torch.Tensor | int], None]:
     """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far.
 
     A fixed decay of 0.999 keeps 0.999^n of the random initial weights: still a third after
     1,000 steps, which ruins the samples of a short CPU run."""
 
-    def update(ema: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+    def update(ema: Tensors, current: Tensors, n_averaged: torch.Tensor | int) -> None:
         if not ema[0].is_floating_point():  # e.g. BatchNorm's step counter: just follow the model
             for e, c in zip(ema, current):
                 e.copy_(c)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import MnistgenError
-from ..models import FlowModel
+from ..models import DigitModel, FlowModel
 from ..models.meanflow import MeanFlow
 from .flow import FlowTrainer
 
@@ -20,7 +20,7 @@ PRETRAINED_PREFIX = "pretrained:"
 SHARED_ARGS = ("width", "blocks", "attention", "patch", "num_classes", "target")
 
 
-def read_flow(source: str) -> tuple[FlowModel, Config]:
+def read_flow(source: str) -> tuple[DigitModel, Config]:
     """The sampling model of a run folder, a checkpoint or shipped weights (``pretrained:NAME``)."""
     from ..pretrained import load_pretrained
     from ..sampling import load_trained_model
@@ -50,11 +50,13 @@ def warm_start(model: MeanFlow, model_args: dict[str, Any], source: str) -> None
     embedding, which the flow lacks, keeps its initial zero output."""
     flow, flow_cfg = read_flow(source)
     check_fits(source, flow_cfg, model_args)
+    assert isinstance(flow, FlowModel)  # check_fits refused every model but flow_matching
     # Strict: every weight of the flow must find its place; only the interval embedding keeps its own.
     model.net.load_state_dict({**model.net.state_dict(), **flow.net.state_dict()})
 
 
 class MeanFlowTrainer(FlowTrainer):
+    model: MeanFlow  # the one model this loop trains (make_trainer picks it by the config's model)
     def prepare_new_run(self) -> None:
         """Warm start before the step-0 checkpoint, so that it holds the flow's weights. A source that
         cannot be used fails the start, which removes the new run folder (``start_run``)."""
