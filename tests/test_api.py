@@ -93,6 +93,8 @@ def test_vae_encode_decode_reconstruct():
     z = vae.encode(x, digit=4)
     assert z.shape == (6, 16) and vae.decode(z, digit=4).shape == (6, 1, 28, 28)
     assert vae.reconstruct(x).shape == (6, 1, 28, 28)
+    one = x[0, 0].numpy()  # a single 28 x 28 drawing, as classify takes it
+    assert vae.reconstruct(one).shape == (1, 1, 28, 28) and mnistgen.classify(one).digits.shape == (1,)
 
 
 def local_model() -> mnistgen.VAE:

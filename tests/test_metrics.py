@@ -165,7 +165,7 @@ def test_evaluate_a_few_images(count, mnist, tmp_path, capsys):
     table = capsys.readouterr().out
     row = json.loads((tmp_path / "s.json").read_text())["samples"]
     assert row["n"] == count and row["acceptable"] == 1.0 and row["fid"] is not None
-    assert row["inception_score"] is None and "inception_score not computed: needs at least 100 images" in table
+    assert row["inception_score"] is None and "Inception Score not computed: needs at least 100 images" in table
     assert (row["recall"] is None) == (count < 4) and (row["coverage"] is None) == (count < 10)
     assert set(row["skipped"]) == {key for key in MIN_IMAGES if row[key] is None}  # every gap has its reason
 

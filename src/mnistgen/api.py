@@ -209,7 +209,7 @@ def load(source: str | os.PathLike, device: str = "auto") -> Model:
 
 def as_images(images: Any) -> torch.Tensor:
     """Float (N, 1, 28, 28) in [0, 1] on the CPU from a tensor or array (N x 28 x 28 or N x 1 x 28 x 28,
-    uint8 0..255 or float in [0, 1] or [-1, 1]) or an .npz/.npy path."""
+    or one 28 x 28 image; uint8 0..255 or float in [0, 1] or [-1, 1]) or an .npz/.npy path."""
     from .metrics import images_to_unit_float, load_image_file
 
     if isinstance(images, (str, os.PathLike)):
@@ -218,7 +218,7 @@ def as_images(images: Any) -> torch.Tensor:
         images = images.detach().cpu().numpy()
     if not isinstance(images, np.ndarray):
         raise MnistgenError(f"images must be a tensor, an array or an .npz/.npy path, not {type(images).__name__}")
-    return images_to_unit_float(images, "images")
+    return images_to_unit_float(images[None] if images.ndim == 2 else images, "images")  # one drawing, say
 
 
 @dataclass
@@ -290,7 +290,7 @@ def classify(images: Any, device: str = "cpu") -> Classification:
     from .metrics import classify as run_classifier
 
     classifier, _ = load_classifier()
-    x = as_images(images[None] if getattr(images, "ndim", 0) == 2 else images)
+    x = as_images(images)
     probs = run_classifier(classifier.to(_device(device)), x).probs.float()
     confidence, digits = probs.max(1)
     return Classification(digits, confidence, probs)
