@@ -51,7 +51,7 @@ from .images import grid_png
 from .metrics import DEFAULT_THRESHOLD, classify
 from .models import VAE, FlowModel
 from .pretrained import load_pretrained, pretrained_names
-from .sampling import great_circle, load_trained_model, set_sampling
+from .sampling import first_latent, interpolation, load_trained_model, set_sampling
 from .training import resolve_device
 
 MOST_SAMPLES = 100  # per request: a grid of 100 is the page's largest, and keeps each answer under a second or two
@@ -227,29 +227,15 @@ class Explorer:
     def latent_of_seed(self, entry: ServedModel, model: Any, seed: int,
                        digit: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The latent and digit that ``sample`` draws for the first image of ``seed`` (same random stream)."""
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(1, model.latent_dim, generator=gen) * model.temperature
-        labels = self.labels(entry, digit, 1)
-        if model.num_classes and labels is None:
-            labels = torch.randint(model.num_classes, (1,), generator=gen)
-        return z[0], labels
+        self.labels(entry, digit, 1)  # refuses a digit for an unconditional model, naming the parameter
+        return first_latent(model, seed, digit)
 
     @torch.no_grad()
     def interpolate(self, entry: ServedModel, q: dict[str, Any]) -> torch.Tensor:
+        """The walk between the first digits of seeds ``a`` and ``b`` (as the API's Model.interpolate)."""
         model = self.variant(entry, q)
-        points = q.get("points", 8)
-        za, ya = self.latent_of_seed(entry, model, q.get("a", 0), q.get("digit"))
-        zb, yb = self.latent_of_seed(entry, model, q.get("b", 1), q.get("digit"))
-        if isinstance(model, FlowModel):
-            path = great_circle(za, zb, points)
-        else:
-            path = torch.lerp(za, zb, torch.linspace(0, 1, points)[:, None])
-        labels = None
-        if model.num_classes:  # two different digits blend along the way
-            assert ya is not None and yb is not None  # latent_of_seed gives a class-conditional model labels
-            one_hot = torch.eye(model.num_classes)
-            labels = torch.lerp(one_hot[ya[0]], one_hot[yb[0]], torch.linspace(0, 1, points)[:, None])
-        return self.decode(model, path, labels)
+        self.labels(entry, q.get("digit"), 1)  # refuses a digit for an unconditional model, naming the parameter
+        return interpolation(model, q.get("a", 0), q.get("b", 1), q.get("points", 8), q.get("digit")).cpu()
 
     def test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first 2,000 test digits, as floats, and their labels as int64: a class-conditional model
