@@ -275,7 +275,8 @@ def build_train(sub: Any) -> None:
     train.add_argument("--out", help="run folder (default runs/PRESET-TIMESTAMP); must not hold a run")
     add_device(train)
     train.add_argument("--amp", action="store_true",
-                       help="mixed precision (bf16 on CPU, fp16 on CUDA): the same as --set amp=on")
+                       help="mixed precision on (bf16 on CPU, fp16 on CUDA): the same as --set amp=on; the default, "
+                            "amp=auto, uses bf16 only on a CPU with bf16 instructions where it measures faster")
     train.add_argument("--compile", action="store_true", help="torch.compile the networks: the same as --set compile=on")
     train.add_argument("--subset", type=checked(POSITIVE_INT), help="train on the first N training images")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -32,6 +32,8 @@ TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
 TARGETS = ("velocity", "data")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
 SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
+# amp also takes "auto": on only on a CPU with native bfloat16 that measures faster (training/precision.py)
+AMP_CHOICES = (*SWITCH, "auto")
 KEEP_BEST = ("val_loss", "fid", "none")  # what checkpoints/best.pt is the best epoch by
 
 
@@ -131,7 +133,7 @@ class TrainSettings:
     betas: tuple[float, float] = setting((0.9, 0.999), dataclasses.replace(FRACTION, pair=True))
     weight_decay: float = setting(0.0, NON_NEGATIVE)
     checkpoint_every: int = setting(0, COUNT)  # also checkpoint every N steps (0: only at epoch ends)
-    amp: str = setting("off", Rule(str, choices=SWITCH))  # mixed precision; --amp forces it on
+    amp: str = setting("auto", Rule(str, choices=AMP_CHOICES))  # mixed precision; --amp forces it on
     compile: str = setting("off", Rule(str, choices=SWITCH))  # torch.compile; --compile forces it on
     # likelihood and flow families
     lr: float = setting(1e-3, POSITIVE)

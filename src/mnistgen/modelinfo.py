@@ -92,8 +92,10 @@ def physical_lines(text: str) -> int:
 TRAINING_LOOP_MODULES = ("mnistgen.training.loop", "mnistgen.training.family", "mnistgen.training.data",
                          "mnistgen.training.runwriter", "mnistgen.training.stopping")
 # Not counted, like the other helpers: the CLI's entry points (start_run, resume_run), data-parallel
-# plumbing, and scoring during training (the evaluation code is not counted either).
-TRAINING_HELPERS = ("mnistgen.training", "mnistgen.training.distributed", "mnistgen.training.quality")
+# plumbing, scoring during training (the evaluation code is not counted either), and the choice of
+# mixed precision for amp: auto (a device probe, like the device choice, which is not counted either).
+TRAINING_HELPERS = ("mnistgen.training", "mnistgen.training.distributed", "mnistgen.training.quality",
+                    "mnistgen.training.precision")
 
 
 def _mnistgen_modules(cls: type) -> set[str]:

@@ -18,6 +18,7 @@ from ..config import Config, TrainSettings
 from ..data import InMemoryBatches
 from ..models.base import DigitModel
 from .distributed import World, average_gradients, parallel
+from .precision import auto_mixed_precision
 
 VAL_BATCH = 1000  # largest validation chunk
 
@@ -69,8 +70,10 @@ class FamilyTrainer:
 
     # ------------------------------------------------------------------ the tools
     def init_tools(self) -> None:
-        """Mixed precision and compilation as the preset asks, and fp16's loss scaler (CUDA only)."""
-        self.use_amp, self.use_compile = self._switch(self.t.amp), self._switch(self.t.compile)
+        """Mixed precision and compilation as the preset asks (``amp: auto``: see ``precision.py``), and
+        fp16's loss scaler (CUDA only)."""
+        self.use_amp = auto_mixed_precision(self.model, self.device) if self.t.amp == "auto" else self._switch(self.t.amp)
+        self.use_compile = self._switch(self.t.compile)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.device.type == "cuda")
 
     def _switch(self, value: str) -> bool:

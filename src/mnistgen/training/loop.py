@@ -219,7 +219,7 @@ class Trainer(FamilyTrainer):
         self.writer.save_samples(self.sampling_model(), "final.png")
         summary = {
             "preset": self.cfg.preset, "family": self.cfg.family, "device": str(self.device),
-            "epochs_completed": self.epoch, "steps": self.global_step,
+            "mixed_precision": self.use_amp, "epochs_completed": self.epoch, "steps": self.global_step,
             "training_seconds": round(self.elapsed, 2), "stop_reason": stop_reason,
             "seconds_per_epoch": round(self.elapsed * len(self.batches) / max(1, self.global_step), 2),
         }
