@@ -34,6 +34,7 @@ GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
 SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
 # amp also takes "auto": on only on a CPU with native bfloat16 that measures faster (training/precision.py)
 AMP_CHOICES = (*SWITCH, "auto")
+LR_DECAYS = ("none", "linear", "cosine")  # the flow family's learning rate over the run (training/flow.py)
 KEEP_BEST = ("val_loss", "fid", "none")  # what checkpoints/best.pt is the best epoch by
 
 
@@ -138,6 +139,9 @@ class TrainSettings:
     # likelihood and flow families
     lr: float = setting(1e-3, POSITIVE)
     warmup_steps: int = setting(0, COUNT)  # lr rises linearly from 0 over the first N steps (flow family)
+    # flow family: lr falls to 0 over the run (its epochs, or with --minutes and fill_budget its time budget)
+    lr_decay: str = setting("none", Rule(str, choices=LR_DECAYS))
+    grad_clip: float = setting(0.0, NON_NEGATIVE)  # >0: clip the gradients' global norm to this (0: never)
     kl_warmup_epochs: float = setting(0.0, NON_NEGATIVE)  # KL weight rises linearly from 0 to 1
     plateau_patience: int = setting(0, COUNT)  # >0: ReduceLROnPlateau on validation loss
     plateau_factor: float = setting(0.5, Rule(float, low=0, high=1, low_open=True, high_open=True))

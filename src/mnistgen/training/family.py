@@ -115,6 +115,10 @@ class FamilyTrainer:
         self.scaler.scale(loss).backward()
         if self.average_gradients_by_hand:  # (DDP-wrapped methods average theirs during backward; alone: no-op)
             average_gradients(optimizer, self.world)
+        if self.t.grad_clip > 0:
+            self.scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
         self.scaler.step(optimizer)
         self.scaler.update()
 

@@ -118,6 +118,7 @@ class Trainer(FamilyTrainer):
         self.init_tools()
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.elapsed = 0.0
+        self.time_budget = math.inf  # the elapsed seconds at which this session's budget ends (set by run)
         self.sums: dict[str, float] = {}
         self.best = math.inf
         self._in_step = False  # True while a step (or an epoch's end) has changed state half-way
@@ -204,6 +205,7 @@ class Trainer(FamilyTrainer):
         the last completed step first (see :meth:`_stop`)."""
         # The budget counts from here: a resumed run gets max_minutes more, not less.
         budget = self.elapsed + self.opts.max_minutes * 60 if self.opts.max_minutes else math.inf
+        self.time_budget = budget  # the families' schedules may plan by it (flow's lr_decay)
         self.model.train()
         try:
             with self.writer.logging(), StopRequests() as stop:
