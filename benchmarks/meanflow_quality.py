@@ -2,10 +2,12 @@
 
 Trains the preset flow-1step, warm-started from --init-from (a flow run folder or checkpoint, the
 shipped flow as pretrained:flow (the default), or "none": from scratch) for --epochs epochs or
---minutes minutes; or takes a finished flow-1step run (--run) and the flow it was started from. Then scores n samples of it at each of
---steps (1, 2 and 4 network calls a digit) as `mnistgen evaluate RUN --steps S` does, and the same for
-the flow it started from (at that flow's own sampling settings) and for --gan (the shipped GAN by
-default), and times each: digits per second through sample_images, the path of `mnistgen sample`.
+--minutes minutes; or takes a finished flow-1step run (--run) and the flow it was started from.
+Then scores n samples of it at each of --steps (1, 2, 4, 9 and 18 network calls a digit) as
+`mnistgen evaluate RUN --steps S` does; the flow it started from at --flow-sampling (1, 2 and 4 Euler
+steps, 5 Heun steps, and the preset's 5 Heun steps with guidance: 1, 2, 4, 9 and 18 calls); and --gan
+(the shipped GAN by default, one call). Each row is also timed: digits per second through
+sample_images, the path of `mnistgen sample`.
 
 Run:   .venv/bin/python benchmarks/meanflow_quality.py [--init-from RUN|pretrained:flow|none]
            [--epochs E | --minutes M] [--steps 1,2,4] [-n 10000] [--set KEY=VALUE ...] [--run FLOW1STEP_RUN]
@@ -39,6 +41,9 @@ from mnistgen.training.meanflow import PRETRAINED_PREFIX
 
 SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
 TIMED = 2000  # digits drawn to time a row (after a warm-up): whole batches for every model here
+# 1, 2 and 4 Euler steps, 5 Heun steps (the step ending at t = 1 is Euler: 9 calls), then with the
+# preset's guidance 0.2 (18 calls): the flow preset's sampling
+FLOW_SAMPLINGS = "euler:1:0,euler:2:0,euler:4:0,heun:5:0,heun:5:0.2"
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,7 +55,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset setting, as in train")
     parser.add_argument("--run", help="a finished flow-1step run to score instead of training one")
     parser.add_argument("--gan", default="pretrained:gan", help="the GAN to compare with: a run or pretrained:NAME")
-    parser.add_argument("--steps", default="1,2,4", help="MeanFlow sampling steps, comma-separated")
+    parser.add_argument("--steps", default="1,2,4,9,18", help="MeanFlow sampling steps, comma-separated")
+    parser.add_argument("--flow-sampling", default=FLOW_SAMPLINGS,
+                        help="the flow's samplings, SAMPLER:STEPS:GUIDANCE comma-separated (default: 1, 2, 4, 9 "
+                             "and 18 network calls a digit, the last the preset's)")
     parser.add_argument("-n", type=int, default=10_000, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -96,19 +104,24 @@ def network_calls(model: torch.nn.Module) -> int:
     return len(calls)
 
 
-def measure(label: str, source: str, n: int, seed: int, steps: int | None = None) -> dict[str, Any]:
-    """One row: ``source``'s scores on n samples (at ``steps`` if given), calls a digit and digits/s."""
+def parse_flow_sampling(spec: str) -> dict[str, Any]:
+    """"heun:5:0.2" as sampling options for evaluate and set_sampling."""
+    sampler, steps, guidance = spec.split(":")
+    return {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
+
+
+def measure(label: str, source: str, n: int, seed: int, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row: ``source``'s scores on n samples (with ``sampling`` options if given), calls a digit and digits/s."""
     pretrained = source.startswith(PRETRAINED_PREFIX)
     target = source.removeprefix(PRETRAINED_PREFIX) if pretrained else source
-    sampling = {"steps": steps} if steps else None
     result = evaluate(target, n=n, seed=seed, sampling=sampling, pretrained=pretrained)
     model = load_any(source)
-    if steps:
-        set_sampling(model, "flow-1step", steps=steps)
+    if sampling:
+        set_sampling(model, label, **sampling)
     sample_images(model, 200)  # warm-up: first calls allocate
     started = time.perf_counter()
     sample_images(model, TIMED)
-    row = {"model": label, "source": source, "steps": steps, "network_calls": network_calls(model),
+    row = {"model": label, "source": source, "sampling": sampling, "network_calls": network_calls(model),
            **{k: result["samples"][k] for k in SCORES}, "digits_per_second": round(TIMED / (time.perf_counter() - started)),
            "real": {k: result["real"][k] for k in SCORES}}
     print(f"{label:24s} {row['network_calls']:3d} calls: FID {row['fid']:.3f} precision {row['precision']:.3f} "
@@ -142,10 +155,12 @@ def main() -> None:
         return plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
     run, summary = (Path(args.run), json.loads((Path(args.run) / "summary.json").read_text())) if args.run \
         else train_student(args)
-    rows = [measure("flow-1step (MeanFlow)", str(run), args.n, args.seed, steps) for steps in map(int, args.steps.split(","))]
+    rows = [measure("flow-1step (MeanFlow)", str(run), args.n, args.seed, {"steps": steps})
+            for steps in map(int, args.steps.split(","))]
     teacher = started_from(run)
     if teacher != "none":
-        rows.append(measure("flow it started from", teacher, args.n, args.seed))
+        rows += [measure("flow it started from", teacher, args.n, args.seed, parse_flow_sampling(spec))
+                 for spec in args.flow_sampling.split(",")]
     rows.append(measure("gan", args.gan, args.n, args.seed))
     device = summary["device"].split(":")[0]
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"meanflow-quality-{time.strftime('%Y-%m-%d')}-{device}"
