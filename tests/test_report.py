@@ -45,7 +45,7 @@ def built(tmp_path_factory, mnist):
         mp.setattr(os, "replace", spy_replace)
         mp.setattr(plots, "classifier_bars", spy_bars)
         # mlp-vae-2d-seed002 is unconditional with a 2-D latent; gan is class-conditional (a conditional
-        # VAE's figures are drawn in test_report_truth's report).
+        # VAE's figures are drawn in test_report_findings' report).
         code = main(["report", "mlp-vae-2d-seed002", "gan", "--epochs", "1,2", "--minutes", "0.02",
                      "-n", "300", "--out", str(out)])
     assert code == 0
@@ -148,3 +148,24 @@ def test_quality_vs_time_plot(tmp_path):
     curves = {"vae": [(1, scores), (5, {**scores, "fid": 9.0})], "gan": [(1, scores)]}
     path = plots.quality_vs_time(curves, {**scores, "fid": 0.2}, "test", tmp_path / "q.png")
     assert path.stat().st_size > 1000
+
+
+def test_a_flow_1step_run_counts_the_lines_of_the_meanflow_trainer_that_trained_it(tmp_path):
+    import yaml
+
+    from mnistgen.config import load_preset
+    from mnistgen.modelinfo import code_a_user_needs
+    from mnistgen.models import build_model
+    from mnistgen.reporting.results import load_result
+    from mnistgen.training.meanflow import MeanFlowTrainer
+
+    cfg = load_preset("flow-1step")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "run": {}}))
+    (run / "model_info.json").write_text(json.dumps({"parameters": 1}))
+    files = load_result("flow-1step", run, {}, {}, "reused").info["lines_of_code_files"]
+    assert "training/meanflow.py" in files  # the MeanFlow loop trains it, not the plain flow trainer alone
+    with torch.device("meta"):
+        model = build_model(cfg.model, **cfg.model_args)
+    assert files == code_a_user_needs(model, MeanFlowTrainer, "flow-1step")["lines_of_code_files"]

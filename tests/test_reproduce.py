@@ -15,8 +15,7 @@ from mnistgen.checkpoint import load_checkpoint
 from mnistgen.claims import CLAIM_KEYS, Claim, SeedClaims, SeedSystem, load_claims
 from mnistgen.cli import main
 from mnistgen.config import load_preset
-from mnistgen.report import ModelResult
-from mnistgen.reproduce import (
+from mnistgen.reporting.reproduce import (
     Reproduced,
     Row,
     claims_table,
@@ -26,6 +25,7 @@ from mnistgen.reproduce import (
     parse_seeds,
     size_by_loss_table,
 )
+from mnistgen.reporting.results import ModelResult
 from mnistgen.training import RunOptions
 
 

@@ -1,4 +1,4 @@
-"""The seed presets are faithful to their reports, and say so where they are not (issue 13, section 4)."""
+"""The seed presets are faithful to their reports, and say so where they are not."""
 
 import re
 import sys
@@ -208,7 +208,7 @@ def test_a_report_counts_the_lines_of_the_code_as_it_is_not_as_the_run_recorded(
 
     import yaml
 
-    from mnistgen.report import load_result
+    from mnistgen.reporting.results import load_result
 
     run = tmp_path / "run"
     run.mkdir()

@@ -16,7 +16,7 @@ from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
 from mnistgen.config import load_preset
 from mnistgen.errors import TrainingDiverged, TrainingStopped
-from mnistgen.sweep import Sweep, TrialFailed, parse_param, take_up_stopped_trials
+from mnistgen.sweep import Sweep, SweepOptions, TrialFailed, parse_param, take_up_stopped_trials
 
 TINY = ["--subset", "128", "--minutes", "0.02", "-n", "60", "--prune-n", "30", "--final-n", "100"]
 
@@ -67,8 +67,8 @@ def test_two_sweep_processes_share_one_study(tmp_path, mnist):
 
 def test_a_trial_that_trails_is_pruned_after_an_epoch(tmp_path, mnist):
     cfg = load_preset("vae")
-    sweep = Sweep(cfg, [parse_param("lr=log:1e-4:1e-2", cfg)], tmp_path, "fid", minutes=0.05, n=50, prune_n=30,
-                  seed=0, subset=128, data=None, device="cpu")
+    sweep = Sweep(cfg, [parse_param("lr=log:1e-4:1e-2", cfg)], tmp_path,
+                  SweepOptions(metric="fid", minutes=0.05, n=50, prune_n=30, seed=0, subset=128, device="cpu"))
 
     class Trial:
         number, params, reported, user_attrs = 7, {}, [], {}
@@ -240,10 +240,10 @@ def test_a_failed_trial_fails_alone_and_a_stopped_one_is_marked_and_stops_the_sw
     def start_run(cfg, opts, on_epoch=None):
         raise raised
 
-    monkeypatch.setattr("mnistgen.sweep.start_run", start_run)
+    monkeypatch.setattr("mnistgen.training.start_run", start_run)
     cfg = load_preset("vae")
-    sweep = Sweep(cfg, [parse_param("lr=log:1e-4:1e-2", cfg)], tmp_path, "fid", minutes=0.05, n=50, prune_n=30,
-                  seed=0, subset=128, data=None, device="cpu")
+    sweep = Sweep(cfg, [parse_param("lr=log:1e-4:1e-2", cfg)], tmp_path,
+                  SweepOptions(metric="fid", minutes=0.05, n=50, prune_n=30, seed=0, subset=128, device="cpu"))
     trial = FakeTrial()
     with pytest.raises(expected):
         sweep.objective(trial)

@@ -342,7 +342,7 @@ def score(images: Any, n: int = 10_000, seed: int = 0, threshold: float = 0.9, d
         scores = mnistgen.score(mnistgen.load("gan"), n=1000)
         scores["fid"], scores.to_dict()["real"]["fid"]
     """
-    from .evaluation import check_options, evaluate_images
+    from .evaluation import EvalOptions, check_options, evaluate_images
 
     started = time.perf_counter()
     where = str(_device(device))
@@ -354,7 +354,8 @@ def score(images: Any, n: int = 10_000, seed: int = 0, threshold: float = 0.9, d
     else:
         x = as_images(images)
         description = f"{len(x)} images"
-    return Scores(evaluate_images(x, description, seed, threshold, data, device=where, started=started))
+    return Scores(evaluate_images(x, description, EvalOptions(seed=seed, threshold=threshold, data=data, device=where),
+                                  started))
 
 
 # --------------------------------------------------------------------------- presets and training
@@ -412,9 +413,11 @@ def config_of_model(network: DigitModel) -> Config:
     return Config.from_dict(cfg.to_dict())
 
 
-def new_run_folder(preset: str) -> Path:
-    """``runs/PRESET-YYYYmmdd-HHMMSS``: where a run goes when no folder is named."""
-    return Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+def new_run_folder(preset: str = "", parent: str = "runs") -> Path:
+    """``runs/PRESET-YYYYmmdd-HHMMSS``: where a run goes when no folder is named (a sweep's and a report's
+    folders are named the same way under ``parent``; a report's has no preset: ``reports/YYYYmmdd-HHMMSS``)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(parent) / (f"{preset}-{stamp}" if preset else stamp)
 
 
 class Run:

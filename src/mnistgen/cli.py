@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -238,7 +237,8 @@ def run_presets(args: argparse.Namespace) -> int:
     print("\nOthers:")
     for name, record in records.items():
         if "seed" not in name and name not in ("vae", "gan", "flow"):
-            print(f"  {name:34s}{record['summary']}")
+            weights = " (weights shipped: --pretrained)" if name in shipped else ""
+            print(f"  {name:34s}{record['summary']}{weights}")
     print("\n`mnistgen presets NAME` describes one in full; `mnistgen train NAME --minutes 5` trains it.")
     return 0
 
@@ -410,7 +410,7 @@ def build_sample(sub: Any) -> None:
                      "  mnistgen sample runs/gan-20261202-101500 --num 100 --digit 7 --out sevens.png\n"
                      "  mnistgen sample runs/flow-20261202-101500 --steps 4 --guidance 2 -n 10000 --out flow.npz\n")
     sample.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a run folder or .pt checkpoint; with "
-                        "--pretrained, the name of shipped weights (vae, gan, flow)")
+                        "--pretrained, the name of shipped weights (vae, gan, flow, flow-1step)")
     sample.add_argument("--pretrained", action="store_true",
                         help="draw from the weights shipped in the package (no training needed)")
     add_count(sample, 100, "number of digits")
@@ -460,7 +460,7 @@ def build_evaluate(sub: Any) -> None:
                  "  mnistgen evaluate digits.npz\n")
     ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES",
                     help="a run folder, a .pt checkpoint, an .npz/.npy of images, or with --pretrained a shipped name")
-    ev.add_argument("--pretrained", action="store_true", help="TARGET names weights shipped in the package (vae, gan, flow)")
+    ev.add_argument("--pretrained", action="store_true", help="TARGET names weights shipped in the package (vae, gan, flow, flow-1step)")
     add_count(ev, 10_000, "samples to evaluate")
     add_seed(ev, 0, "sampling")
     ev.add_argument("--threshold", type=checked(PROBABILITY), default=0.9,
@@ -473,14 +473,15 @@ def build_evaluate(sub: Any) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table
+    from .evaluation import EvalOptions, evaluate, format_table
 
     json_out = output_path(args.json, "--json", (".json",), args.force) if args.json else None
     path = Path(args.target)
     if not args.pretrained and path.is_file() and path.suffix not in (".pt", ".npz", ".npy"):
         raise MnistgenError(f"{path}: evaluate takes a run folder, a .pt checkpoint, or an .npz/.npy of images")
-    result = evaluate(args.target, n=args.n, seed=args.seed, threshold=args.threshold, data=args.data,
-                      sampling=sampling_options(args), pretrained=args.pretrained, device=device_of(args))
+    options = EvalOptions(n=args.n, seed=args.seed, threshold=args.threshold, data=args.data,
+                          sampling=sampling_options(args), device=device_of(args))
+    result = evaluate(args.target, options, pretrained=args.pretrained)
     print(format_table(result))
     if json_out:
         try:
@@ -551,7 +552,9 @@ def build_report(sub: Any) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import build_report as write_report
+    from .api import new_run_folder
+    from .reporting.report import ReportOptions
+    from .reporting.report import build_report as write_report
 
     epochs = None
     if args.epochs:
@@ -561,9 +564,9 @@ def run_report(args: argparse.Namespace) -> int:
             raise MnistgenError(f"--epochs takes comma-separated whole numbers, like 5,10,30, not {args.epochs!r}") from None
         if min(epochs) < 1:
             raise MnistgenError(f"--epochs values must be whole numbers >= 1, not {args.epochs!r}")
-    out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
-    write_report(args.presets, out, quick=args.quick, minutes=args.minutes, epochs=epochs, n=args.n,
-                 data=args.data, seed=args.seed, device=device_of(args))
+    out = Path(args.out) if args.out else new_run_folder(parent="reports")
+    write_report(args.presets, out, ReportOptions(quick=args.quick, minutes=args.minutes, epochs=epochs, n=args.n,
+                                                  data=args.data, seed=args.seed, device=device_of(args)))
     return 0
 
 
@@ -600,12 +603,13 @@ def build_reproduce(sub: Any) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import parse_seeds, reproduce
+    from .reporting.reproduce import ReproduceOptions, parse_seeds, reproduce
 
     seeds = parse_seeds(args.seeds)
     out = Path(args.out or f"reproductions/{'all' if 'all' in args.seeds else '-'.join(seeds)}")
-    reproduce(seeds, out, max_minutes=args.minutes, n=args.n, data=args.data, seed=args.seed, subset=args.subset,
-              device=args.device, amp=args.amp, compile=args.compile, progress=not args.no_progress, jobs=args.jobs)
+    reproduce(seeds, out, ReproduceOptions(max_minutes=args.minutes, n=args.n, data=args.data, seed=args.seed,
+                                           subset=args.subset, device=args.device, amp=args.amp, compile=args.compile,
+                                           progress=not args.no_progress, jobs=args.jobs))
     return 0
 
 
@@ -649,7 +653,7 @@ def build_sweep(sub: Any) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     from .api import new_run_folder
     from .config import load_preset
-    from .sweep import parse_param
+    from .sweep import SweepOptions, parse_param
     from .sweep import run_sweep as search
 
     cfg = load_preset(args.preset)
@@ -657,10 +661,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     names = [p.name for p in params]
     if len(set(names)) < len(names):
         raise MnistgenError(f"--param: {sorted({n for n in names if names.count(n) > 1})[0]} is given twice")
-    out = Path(args.out) if args.out else Path("sweeps") / new_run_folder(cfg.preset).name
-    summary = search(cfg, params, out, args.trials, metric=args.metric, minutes=args.minutes, n=args.n,
-                     prune_n=args.prune_n, seed=args.seed, subset=args.subset, data=args.data, device=args.device,
-                     storage=args.storage, study_name=args.study, final_n=args.final_n)
+    out = Path(args.out) if args.out else new_run_folder(cfg.preset, parent="sweeps")
+    summary = search(cfg, params, out, args.trials, SweepOptions(
+        metric=args.metric, minutes=args.minutes, n=args.n, prune_n=args.prune_n, final_n=args.final_n, seed=args.seed,
+        subset=args.subset, data=args.data, device=args.device, storage=args.storage, study_name=args.study))
     best = (f"best: trial {summary['best_trial']}, {args.metric} {summary['best_value']:.4g} "
             f"({', '.join(summary['best_overrides'])})" if "best_trial" in summary else "no trial finished yet")
     print(f"study {summary['study']}: {summary['complete']} complete of {summary['trials']} trials; {best}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +35,35 @@ IMAGE_SUFFIXES = (".npz", ".npy")
 MIN_IMAGES = 2  # the fewest that FID, KID and a spread can be computed on; each metric's own minimum is in metrics
 
 
-def target_images(target: str | os.PathLike, n: int, seed: int, name: str | None = None,
-                  sampling: dict | None = None, pretrained: bool = False,
-                  device: str = "cpu") -> tuple[torch.Tensor, str]:
-    """``n`` images in [0, 1] from a run folder / checkpoint / pretrained model's name (sampled with
-    ``seed``, and the ``sampling`` options of :func:`mnistgen.sampling.set_sampling`) or an image
-    file, and their description, naming the target ``name`` (default: its path as given)."""
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to score: the same for every target of a report, a reproduction or a sweep, so kept together.
+
+    ``n`` images are sampled with ``seed``; acceptable means a digit class at p >= ``threshold``; FID and
+    friends are taken against the test images of ``data`` (default: the usual MNIST); models sample and
+    the classifier runs on ``device``. ``ten_class_thresholds`` adds, under ``samples.ten_class_acceptable``,
+    what a plain 10-class classifier would accept at each of them (the rule of the seed reports);
+    ``sampling`` changes how a model samples (e.g. ``{"steps": 4}``; see
+    :func:`mnistgen.sampling.set_sampling`)."""
+
+    n: int = 10_000
+    seed: int = 0
+    threshold: float = DEFAULT_THRESHOLD
+    data: str | None = None
+    device: str = "cpu"
+    ten_class_thresholds: tuple[float, ...] = ()
+    sampling: dict | None = None
+
+
+def target_images(target: str | os.PathLike, options: EvalOptions, name: str | None = None,
+                  pretrained: bool = False) -> tuple[torch.Tensor, str]:
+    """``options.n`` images in [0, 1] from a run folder / checkpoint / pretrained model's name (sampled
+    with ``options.seed`` and ``options.sampling``) or an image file, and their description, naming the
+    target ``name`` (default: its path as given)."""
     from .pretrained import load_pretrained  # keeps `evaluate FILE.npz` free of model imports
     from .sampling import load_trained_model, sample_float, set_sampling
 
+    n, seed, sampling, device = options.n, options.seed, options.sampling, options.device
     path = Path(target)
     name = name or str(path)
     if pretrained:
@@ -122,27 +144,28 @@ def check_options(n: int, threshold: float = DEFAULT_THRESHOLD) -> None:
         raise MnistgenError(f"--threshold must be in (0, 1], not {threshold:g}")
 
 
-def evaluate(target: str | os.PathLike, n: int = 10_000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
-             data: str | None = None, name: str | None = None, ten_class_thresholds: tuple[float, ...] = (),
-             sampling: dict | None = None, pretrained: bool = False, device: str = "cpu") -> dict:
-    """Scores of ``n`` images of ``target`` and of as many real training images; ``name`` is how the
-    result's description names the target (a report passes a path relative to itself).
-    ``ten_class_thresholds`` adds, under ``samples.ten_class_acceptable``, what a plain 10-class
-    classifier would accept at each of them (the rule of the seed reports). ``sampling`` changes how a
-    model samples (e.g. ``{"steps": 4}``; see :func:`mnistgen.sampling.set_sampling`); with ``pretrained``,
-    ``target`` names shipped weights (e.g. ``gan``). Models sample and the classifier runs on ``device``."""
-    check_options(n, threshold)
+def evaluate(target: str | os.PathLike, options: EvalOptions | None = None, name: str | None = None,
+             pretrained: bool = False, **changes: Any) -> dict:
+    """Scores of ``options.n`` images of ``target`` and of as many real training images (see
+    :class:`EvalOptions`); ``changes`` replace single options (``evaluate(run, n=500)``). ``name`` is how
+    the result's description names the target (a report passes a path relative to itself); with
+    ``pretrained``, ``target`` names shipped weights (e.g. ``gan``)."""
+    options = dataclasses.replace(options or EvalOptions(), **changes)
+    check_options(options.n, options.threshold)
     started = time.perf_counter()
-    images, description = target_images(target, n, seed, name, sampling, pretrained, device)
-    return evaluate_images(images, description, seed, threshold, data, ten_class_thresholds, device, started)
+    images, description = target_images(target, options, name, pretrained)
+    return evaluate_images(images, description, options, started)
 
 
-def evaluate_images(images: torch.Tensor, description: str, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
-                    data: str | None = None, ten_class_thresholds: tuple[float, ...] = (), device: str = "cpu",
+def evaluate_images(images: torch.Tensor, description: str, options: EvalOptions | None = None,
                     started: float | None = None) -> dict:
     """Scores of float ``images`` (N, 1, 28, 28) in [0, 1] beside as many real training images (see
-    :func:`evaluate`); ``seconds`` counts from ``started`` (default: now)."""
+    :func:`evaluate`; ``options.n`` and ``options.sampling`` do not apply: the images are given);
+    ``seconds`` counts from ``started`` (default: now)."""
     started = time.perf_counter() if started is None else started
+    options = options or EvalOptions()
+    seed, threshold, data, device = options.seed, options.threshold, options.data, options.device
+    ten_class_thresholds = options.ten_class_thresholds
     check_options(len(images), threshold)
     classifier, record, mnist, reference = reference_set(data, device)
     view = classify(classifier, images)

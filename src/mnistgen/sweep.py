@@ -17,6 +17,7 @@ with its parameters, continuing its run folder for the rest of its minutes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -31,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from .checkpoint import load_checkpoint
 from .config import Config, apply_overrides
 from .errors import MnistgenError, TrainingDiverged, TrainingStopped
+from .evaluation import EvalOptions
 from .fileio import atomic_write, atomic_write_text
-from .training import RunOptions, StopRequests, resume_run, start_run
+from .training import RunOptions, StopRequests, ensure_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -112,28 +113,52 @@ def parse_param(spec: str, cfg: Config) -> Param:
     return param
 
 
-def score_model(model: Any, n: int, seed: int, data: str | None) -> dict[str, Any]:
-    """The metrics of ``n`` samples of a model in memory (what `mnistgen evaluate` computes)."""
+def score_model(model: Any, options: EvalOptions) -> dict[str, Any]:
+    """The metrics of ``options.n`` samples of a model in memory (what `mnistgen evaluate` computes)."""
     from .evaluation import reference_set
     from .metrics import classify, score
     from .sampling import sample_float
 
-    classifier, _, _, reference = reference_set(data)
+    classifier, _, _, reference = reference_set(options.data)
     was_training = model.training
     model.eval()
-    images = sample_float(model, n, seed)
+    images = sample_float(model, options.n, options.seed)
     model.train(was_training)
-    return score(classify(classifier, images), reference, seed=seed)
+    return score(classify(classifier, images), reference, seed=options.seed)
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How a sweep trains and scores its trials: ``minutes`` of training each, scored by ``metric`` on
+    ``n`` samples (``prune_n`` after each epoch for the pruner; the best again on ``final_n`` at the end),
+    all with ``seed``; ``subset``, ``data`` and ``device`` as for ``mnistgen train``. The study lives in
+    ``storage`` (default: SQLite in the sweep folder) under ``study_name`` (default mnistgen-PRESET)."""
+
+    metric: str = "fid"
+    minutes: float = 1.0
+    n: int = 2000
+    prune_n: int = 500
+    final_n: int = FINAL_N
+    seed: int = 0
+    subset: int | None = None
+    data: str | None = None
+    device: str = "auto"
+    storage: str | None = None
+    study_name: str | None = None
 
 
 class Sweep:
-    def __init__(self, cfg: Config, params: list[Param], out: Path, metric: str, minutes: float, n: int,
-                 prune_n: int, seed: int, subset: int | None, data: str | None, device: str):
-        if metric not in METRICS:
-            raise MnistgenError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
-        self.cfg, self.params, self.out, self.metric = cfg, params, out, metric
-        self.minutes, self.n, self.prune_n = minutes, n, prune_n
-        self.seed, self.subset, self.data, self.device = seed, subset, data, device
+    """The trials of one study: each trains ``cfg`` with a trial's values for ``params`` in ``out``."""
+
+    def __init__(self, cfg: Config, params: list[Param], out: Path, options: SweepOptions):
+        if options.metric not in METRICS:
+            raise MnistgenError(f"--metric must be one of {', '.join(METRICS)}, not {options.metric!r}")
+        self.cfg, self.params, self.out, self.options = cfg, params, out, options
+        self.metric, self.minutes, self.n, self.prune_n = options.metric, options.minutes, options.n, options.prune_n
+        self.seed, self.data = options.seed, options.data
+        # A finished trial's score, and the smaller one after each epoch that the pruner compares.
+        self.scoring = EvalOptions(n=options.n, seed=options.seed, data=options.data)
+        self.pruning = dataclasses.replace(self.scoring, n=options.prune_n)
         self.stopped: dict[int, str] = {}  # trials a signal stopped in this process: number -> run folder
 
     def value(self, scores: dict[str, Any]) -> float:
@@ -176,24 +201,20 @@ class Sweep:
         trial.set_user_attr("overrides", overrides)
 
         def report(trainer: Any, record: dict[str, Any]) -> None:
-            value = self.value(score_model(trainer.sampling_model(), self.prune_n, self.seed, self.data))
+            value = self.value(score_model(trainer.sampling_model(), self.pruning))
             trial.report(value, int(record["epoch"]))
             if trial.should_prune():
                 raise optuna.TrialPruned(f"{self.metric} {value:.4g} after epoch {record['epoch']}")
 
-        last = run / "checkpoints" / "last.pt"
-        if CONTINUES in trial.user_attrs and last.is_file():  # the stopped trial's training, for its minutes left
-            left = self.minutes - load_checkpoint(last)["elapsed"] / 60
-            if left > 0:
-                resume_run(run, max_minutes=left, progress=False, device=self.device, on_epoch=report)
-        else:
-            opts = RunOptions(out=str(run), seed=self.seed, device=self.device, subset=self.subset, data=self.data,
-                              max_minutes=self.minutes, progress=False)
-            start_run(cfg, opts, on_epoch=report)
+        # A new trial trains now; a stopped one taken up again continues its run for its minutes left
+        # (--minutes counts its training in all, as a reproduction's cap counts a system's).
+        o = self.options
+        ensure_run(RunOptions(out=str(run), seed=o.seed, device=o.device, subset=o.subset, data=o.data,
+                              max_minutes=o.minutes, progress=False), cfg, on_epoch=report)
         from .sampling import load_trained_model
 
         model, _ = load_trained_model(run)
-        return self.value(score_model(model, self.n, self.seed, self.data))
+        return self.value(score_model(model, self.scoring))
 
     def stop_message(self, signum: int) -> str:
         name = signal.Signals(signum).name
@@ -280,21 +301,21 @@ def make_sweep_folder(out: Path) -> None:
         raise MnistgenError(f"--out {out}: cannot write into it; name a folder you can write to")
 
 
-def run_sweep(cfg: Config, params: list[Param], out: Path, trials: int, metric: str = "fid", minutes: float = 1.0,
-              n: int = 2000, prune_n: int = 500, seed: int = 0, subset: int | None = None, data: str | None = None,
-              device: str = "auto", storage: str | None = None, study_name: str | None = None,
-              final_n: int = FINAL_N) -> dict[str, Any]:
+def run_sweep(cfg: Config, params: list[Param], out: Path, trials: int,
+              options: SweepOptions | None = None) -> dict[str, Any]:
     """Run trials until the study holds ``trials`` finished ones, then write the sweep folder's summary.
     Ctrl-C or SIGTERM raises :class:`TrainingStopped` once the trial in progress has saved its training."""
     import optuna
 
-    sweep = Sweep(cfg, params, out, metric, minutes, n, prune_n, seed, subset, data, device)
+    options = options or SweepOptions()
+    sweep = Sweep(cfg, params, out, options)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = options.storage
     shared = storage is not None
     if storage is None:  # the study lives in the sweep folder
         make_sweep_folder(out)
         storage = f"sqlite:///{(out / 'study.db').resolve()}"
-    study = open_study(study_name or f"mnistgen-{cfg.preset}", storage, METRICS[metric])
+    study = open_study(options.study_name or f"mnistgen-{cfg.preset}", storage, METRICS[options.metric])
     if shared:  # made once the database has answered, so that a bad URL leaves nothing behind
         make_sweep_folder(out)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -308,7 +329,7 @@ def run_sweep(cfg: Config, params: list[Param], out: Path, trials: int, metric: 
                 take_up_stopped_trials(study)
                 study.optimize(sweep.objective, callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)],
                                catch=(TrialFailed,), gc_after_trial=True)
-            return write_summary(study, sweep, storage, final_n)
+            return write_summary(study, sweep, storage, options.final_n)
     except TrainingStopped as exc:
         if not exc.signum:
             raise
@@ -348,7 +369,7 @@ def write_summary(study: Any, sweep: Sweep, storage: str, final_n: int = FINAL_N
         if run.is_dir():  # on another machine's worker the folder is elsewhere
             from .evaluation import evaluate
 
-            rescored = evaluate(run, n=final_n, seed=sweep.seed, data=sweep.data)["samples"]
+            rescored = evaluate(run, sweep.scoring, n=final_n)["samples"]
             rescored = {k: rescored[k] for k in ("n", *METRICS, "spread")}
         summary.update(best_trial=best.number, best_value=best.value, best_overrides=best.user_attrs["overrides"],
                        best_run=str(run), best_rescored=rescored)
@@ -396,4 +417,4 @@ def _figure_of(drawn: Any) -> Figure:
     return axes.figure
 
 
-__all__ = ["METRICS", "Param", "parse_param", "run_sweep", "score_model"]
+__all__ = ["METRICS", "Param", "SweepOptions", "parse_param", "run_sweep", "score_model"]

@@ -1,6 +1,7 @@
 """One training loop per family; ``make_trainer`` picks it from the preset's family.
 ``start_run`` and ``resume_run`` add what every caller (CLI, report, benchmarks) needs around
-it: the run-folder lock, checks before anything is written, and a clean undo of a failed start."""
+it: the run-folder lock, checks before anything is written, and a clean undo of a failed start;
+``ensure_run`` is the one way a report, a reproduction and a sweep train, reuse or continue a run."""
 
 from __future__ import annotations
 
@@ -32,8 +33,13 @@ TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": Adversari
 FIXED_ON_RESUME = ("batch_size",)
 
 
+def trainer_class(cfg: Config) -> type[Trainer]:
+    """The trainer that trains ``cfg``: its model's own loop if it has one, else its family's."""
+    return TRAINERS.get(cfg.model, TRAINERS[cfg.family])
+
+
 def make_trainer(cfg: Config, opts: RunOptions) -> Trainer:
-    trainer = TRAINERS.get(cfg.model, TRAINERS[cfg.family])(cfg, opts)
+    trainer = trainer_class(cfg)(cfg, opts)
     kill = kill_switch_from_env()  # the tests' way to kill a run at a given step
     if kill is not None:
         trainer.step_hooks.append(kill)
@@ -91,20 +97,32 @@ def refuse_changes(run: dict[str, Any], given: dict[str, Any], out: Path) -> Non
                                 f"keeps its {option.lstrip('-')} (start a new run to change it)")
 
 
-def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progress: bool = True,
-               overrides: list[str] | tuple[str, ...] = (), preset: str | None = None, device: str | None = None,
-               seed: int | None = None, subset: int | None = None, data: str | None = None,
-               on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Continue the run in ``out`` from its last checkpoint; return its summary (with
-    ``already_complete`` true when there was nothing left to train). ``on_epoch`` as in :func:`start_run`.
+@dataclasses.dataclass(frozen=True)
+class ResumeOptions:
+    """How to continue a run: for up to ``max_minutes`` more, on ``device`` (default: the run's own), with
+    ``overrides`` that leave the network and the batches alone. ``preset``, ``seed``, ``subset`` and ``data``
+    only confirm the run's own values: a resume refuses them where they differ."""
 
-    ``seed``, ``subset`` and ``data`` may be given only to confirm the run's own values, and
-    ``overrides`` may not touch the network or the batches; anything else is refused. A refusal,
-    and a run that is already complete, leave the folder exactly as it was: everything is checked
-    before the lock is taken or a file is written."""
+    max_minutes: float | None = None
+    progress: bool = True
+    overrides: list[str] | tuple[str, ...] = ()
+    device: str | None = None
+    preset: str | None = None
+    seed: int | None = None
+    subset: int | None = None
+    data: str | None = None
+
+
+def resume_run(out: str | os.PathLike, options: ResumeOptions | None = None,
+               on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None, **changes: Any) -> dict[str, Any]:
+    """Continue the run in ``out`` from its last checkpoint (see :class:`ResumeOptions`; ``changes`` replace
+    single options: ``resume_run(out, max_minutes=5)``); return its summary (with ``already_complete``
+    true when there was nothing left to train). ``on_epoch`` as in :func:`start_run`.
+
+    A refusal, and a run that is already complete, leave the folder exactly as it was: everything is
+    checked before the lock is taken or a file is written."""
     out = Path(out)
-    checked = check_resume(out, max_minutes=max_minutes, progress=progress, overrides=overrides, preset=preset,
-                           device=device, seed=seed, subset=subset, data=data)
+    checked = check_resume(out, dataclasses.replace(options or ResumeOptions(), **changes))
     trainer = checked.trainer
     summary_file = out / "summary.json"
     if trainer.complete and summary_file.is_file():
@@ -124,6 +142,51 @@ def resume_run(out: str | os.PathLike, max_minutes: float | None = None, progres
         return trainer.run()
 
 
+TRAINED, REUSED, CONTINUED, RESUMED = ("trained now", "reused a finished run", "continued an earlier run",
+                                       "resumed an interrupted run")
+
+
+def ensure_run(opts: RunOptions, cfg: Config | None = None, overrides: list[str] | tuple[str, ...] = (),
+               on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], str]:
+    """(summary, how it was obtained) of the run in ``opts.out``: trained now from ``cfg`` when the folder
+    holds no run, else reused, or continued where a time budget or a kill stopped it.
+
+    With ``cfg`` (a run the caller manages: a reproduction's system, a sweep's trial), ``opts.max_minutes``
+    caps its training in all, over every sitting, and the run must have been made with ``opts``' seed,
+    subset and data; it is continued with ``overrides`` (e.g. ``amp=on``). Without ``cfg`` (a run folder
+    the user named, as in ``mnistgen report``) the run is taken as it is: reused once it holds a summary,
+    else resumed with its own settings for up to ``opts.max_minutes`` more."""
+    out = Path(opts.out)
+    if cfg is None:
+        return _as_found(out, opts.max_minutes)
+    last = out / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return start_run(cfg, opts, on_epoch=on_epoch), TRAINED
+    state = load_checkpoint(last, expect_preset=cfg.preset)
+    refuse_changes(state["run"], {"--seed": opts.seed, "--subset": opts.subset, "--data": opts.data}, out)
+    summary_file = out / "summary.json"
+    left = None if opts.max_minutes is None else opts.max_minutes * 60 - state["elapsed"]
+    if summary_file.is_file() and (state["complete"] or (left is not None and left < 1)):
+        return json.loads(summary_file.read_text()), REUSED
+    # An interrupted run, or a capped one given more time: continue it (never past the cap in all).
+    more = ResumeOptions(max_minutes=None if left is None else max(left, 1) / 60, progress=opts.progress,
+                         overrides=overrides, device=opts.device, seed=opts.seed, subset=opts.subset, data=opts.data)
+    summary = resume_run(out, more, on_epoch)
+    return summary, CONTINUED
+
+
+def _as_found(out: Path, max_minutes: float | None) -> tuple[dict[str, Any], str]:
+    """A run folder the user named: reused when finished, else resumed first (see :func:`ensure_run`)."""
+    if not (out / "checkpoints" / "last.pt").is_file():
+        raise MnistgenError(f"{out} is not a run folder (no checkpoints/last.pt)")
+    if (out / "summary.json").is_file():
+        return json.loads((out / "summary.json").read_text()), REUSED
+    summary = resume_run(out, max_minutes=max_minutes)
+    # Killed between its last step and its summary: there was nothing left to train.
+    done = "; it had finished training" if summary.get("already_complete") else ""
+    return summary, f"{RESUMED}{done}"
+
+
 def checkpoint_signature(out: Path) -> tuple[int, int, int]:
     """When and how last.pt was written: a checkpoint saved by another process changes it."""
     st = (out / "checkpoints" / "last.pt").stat()
@@ -140,9 +203,7 @@ class CheckedResume:
     read_at: tuple[int, int, int]  # last.pt's checkpoint_signature when it was read
 
 
-def check_resume(out: Path, max_minutes: float | None, progress: bool, overrides: list[str] | tuple[str, ...],
-                 preset: str | None, device: str | None, seed: int | None, subset: int | None,
-                 data: str | None) -> CheckedResume:
+def check_resume(out: Path, options: ResumeOptions) -> CheckedResume:
     """Everything a resume checks, without writing anything: the folder is a run, the options agree
     with it, its checkpoint fits the network and its metrics can be read."""
     if not out.is_dir():
@@ -153,22 +214,22 @@ def check_resume(out: Path, max_minutes: float | None, progress: bool, overrides
     read_at = checkpoint_signature(out)
     state = load_checkpoint(out / "checkpoints" / "last.pt")
     cfg = Config.from_dict(state["config"])
-    if preset and preset != cfg.preset:
-        raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {preset!r}")
+    if options.preset and options.preset != cfg.preset:
+        raise MnistgenError(f"{out} is a run of {cfg.preset!r}, not {options.preset!r}")
     run = state["run"]
-    refuse_changes(run, {"--seed": seed, "--subset": subset, "--data": data}, out)
-    for item in overrides:
+    refuse_changes(run, {"--seed": options.seed, "--subset": options.subset, "--data": options.data}, out)
+    for item in options.overrides:
         key = item.partition("=")[0].strip().removeprefix("train.")
         if key.startswith("model_args.") or key in FIXED_ON_RESUME:
             raise MnistgenError(f"--set {item}: {key} cannot change on resume (it changes the network or the "
                                 f"batches); start a new run instead")
     # Runs made before amp/compile were preset settings stored the --amp/--compile flags here.
     legacy = [f"{flag}=on" for flag in ("amp", "compile") if run.get(flag) is True]
-    changed = apply_overrides(cfg, legacy + list(overrides))
+    changed = apply_overrides(cfg, legacy + list(options.overrides))
     known = {f.name for f in dataclasses.fields(RunOptions)}
     opts = RunOptions(**{**{k: v for k, v in run.items() if k in known}, "out": str(out),
-                         "max_minutes": max_minutes, "progress": progress})
-    opts = dataclasses.replace(opts, device=device or opts.device)
+                         "max_minutes": options.max_minutes, "progress": options.progress})
+    opts = dataclasses.replace(opts, device=options.device or opts.device)
     trainer = make_trainer(changed, opts)
     trainer.load_state(state)  # a checkpoint that does not fit the network is refused here
     if (out / "metrics.jsonl").is_file():
@@ -176,5 +237,5 @@ def check_resume(out: Path, max_minutes: float | None, progress: bool, overrides
     return CheckedResume(trainer, state, changed != cfg, read_at)
 
 
-__all__ = ["RunOptions", "Trainer", "make_trainer", "start_run", "resume_run", "refuse_changes", "read_metrics",
-           "resolve_device", "TRAINERS"]
+__all__ = ["RunOptions", "ResumeOptions", "Trainer", "make_trainer", "trainer_class", "start_run", "resume_run",
+           "ensure_run", "refuse_changes", "read_metrics", "resolve_device", "TRAINERS"]

@@ -25,36 +25,20 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 
-from . import plots
-from .checkpoint import load_checkpoint
-from .claims import CLAIM_KEYS, FINAL_LOSS_TERMS, Claim, SeedClaims, SeedSystem, load_claims, seed_numbers
-from .config import Config, apply_overrides, load_preset
-from .errors import ConfigError, MnistgenError, TrainingStopped
-from .evaluation import check_options, evaluate
-from .fileio import atomic_write_text
-from .metrics import DEFAULT_THRESHOLD, spread_note
-from .report import (
-    ModelResult,
-    findings,
-    format_number,
-    load_result,
-    model_figures,
-    relative_path,
-    render,
-    results_table,
-    stage,
-    training_length_study,
-)
-from .runfolder import RunFolderLock
-from .training import (
-    RunOptions,
-    absolute_data_path,
-    read_metrics,
-    refuse_changes,
-    resolve_device,
-    resume_run,
-    start_run,
-)
+from .. import plots
+from ..claims import CLAIM_KEYS, FINAL_LOSS_TERMS, Claim, SeedClaims, SeedSystem, load_claims, seed_numbers
+from ..config import Config, apply_overrides, load_preset
+from ..errors import ConfigError, MnistgenError, TrainingStopped
+from ..evaluation import EvalOptions, check_options, evaluate
+from ..fileio import atomic_write_text
+from ..metrics import DEFAULT_THRESHOLD, spread_note
+from ..runfolder import RunFolderLock
+from ..training import RunOptions, absolute_data_path, ensure_run, read_metrics, resolve_device
+from .document import write_documents
+from .figures import model_figures, training_length_study
+from .findings import findings
+from .report import stage
+from .results import ModelResult, format_number, load_result, relative_path, results_table
 
 MARKER = "reproduction.json"  # what the folder was made with; a later sitting must match it
 # Shown beside a seed's systems though no report trained them: 004's failed WGAN next to one that trains.
@@ -177,28 +161,27 @@ def obtain_system_run(system: SeedSystem, run_dir: Path, cap_minutes: float | No
     """Train ``system`` into ``run_dir``, or reuse / continue the run already there, so that it ends
     with its recipe's epochs or ``cap_minutes`` of training in all (over every sitting)."""
     switches = switches + report_settings(system.id)
-    cfg = _system_config(system, switches)
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        return start_run(cfg, dataclasses.replace(opts, out=str(run_dir), max_minutes=cap_minutes)), "trained now"
-    state = load_checkpoint(last, expect_preset=system.preset)
-    refuse_changes(state["run"], {"--seed": opts.seed, "--subset": opts.subset, "--data": opts.data}, run_dir)
-    summary_file = run_dir / "summary.json"
-    left = None if cap_minutes is None else cap_minutes * 60 - state["elapsed"]
-    if summary_file.is_file() and (state["complete"] or (left is not None and left < 1)):
-        return json.loads(summary_file.read_text()), "reused a finished run"
-    # An interrupted run, or a capped one given more time: continue it (never past the cap in all).
-    summary = resume_run(run_dir, max_minutes=None if left is None else max(left, 1) / 60,
-                         progress=opts.progress, overrides=switches, device=opts.device,
-                         seed=opts.seed, subset=opts.subset, data=opts.data)
-    return summary, "continued an earlier run"
+    opts = dataclasses.replace(opts, out=str(run_dir), max_minutes=cap_minutes)
+    return ensure_run(opts, _system_config(system, switches), overrides=switches)
 
 
-def scored_result(system: SeedSystem, run_dir: Path, summary: dict, origin: str, out: Path, n: int, seed: int,
-                  data: str | None, thresholds: tuple[float, ...]) -> ModelResult:
+@dataclass(frozen=True)
+class SystemJob:
+    """What every system of a reproduction is trained and scored with (sent to each ``--jobs`` worker)."""
+
+    out: Path
+    cap_minutes: float | None
+    run: RunOptions  # seed, device, subset, data, progress; ``out`` is each system's own
+    switches: list[str]  # e.g. amp=on, for every system
+    scoring: EvalOptions
+
+
+def scored_result(system: SeedSystem, run_dir: Path, summary: dict, origin: str, job: SystemJob) -> ModelResult:
     """The run's result with ``evaluate``'s scores and its figures. Both are kept (``out/scores``)
     and reused while the run is unchanged, so a later sitting only evaluates what trained since."""
-    key = {"n": n, "seed": seed, "steps": summary["steps"], "thresholds": list(thresholds)}
+    out, scoring = job.out, job.scoring
+    key = {"n": scoring.n, "seed": scoring.seed, "steps": summary["steps"],
+           "thresholds": list(scoring.ten_class_thresholds)}
     path = out / "scores" / f"{system.id}.json"
     if path.is_file():
         stored = json.loads(path.read_text())
@@ -207,27 +190,24 @@ def scored_result(system: SeedSystem, run_dir: Path, summary: dict, origin: str,
             result = load_result(system.id, run_dir, summary, stored["scores"], origin)
             result.figures = figures
             return result
-    scores = evaluate(run_dir, n=n, seed=seed, data=data, name=relative_path(run_dir, out),
-                      ten_class_thresholds=thresholds)
+    scores = evaluate(run_dir, scoring, name=relative_path(run_dir, out))
     result = load_result(system.id, run_dir, summary, scores, origin)
-    model_figures(result, out / "figures", data, seed)
+    model_figures(result, out / "figures", scoring.data, scoring.seed)
     path.parent.mkdir(exist_ok=True)
     atomic_write_text(path, json.dumps({"key": key, "scores": scores, "figures": {
         name: relative_path(file, out) for name, file in result.figures.items()}}, indent=2) + "\n")
     return result
 
 
-def obtain_and_score(system: SeedSystem, run_dir: Path, cap_minutes: float | None, opts: RunOptions,
-                     switches: list[str], out: Path, n: int, seed: int, data: str | None,
-                     thresholds: tuple[float, ...], threads: int | None = None) -> ModelResult:
+def obtain_and_score(system: SeedSystem, run_dir: Path, job: SystemJob, threads: int | None = None) -> ModelResult:
     """One system, trained (or reused) and scored: what a ``--jobs`` worker process does."""
     if threads:  # a --jobs worker: N workers share the cores (N x all-cores threads would thrash)
         import torch
 
         torch.set_num_threads(threads)
         signal.signal(signal.SIGTERM, _stop_now)  # while scoring; the trainer takes SIGTERM over while it trains
-    summary, origin = obtain_system_run(system, run_dir, cap_minutes, opts, switches)
-    return scored_result(system, run_dir, summary, origin, out, n, seed, data, thresholds)
+    summary, origin = obtain_system_run(system, run_dir, job.cap_minutes, job.run, job.switches)
+    return scored_result(system, run_dir, summary, origin, job)
 
 
 # ------------------------------------------------------------------------------ verdicts
@@ -438,25 +418,61 @@ def _seed_blocks(claims: SeedClaims, rows: list[Row], extra: list[Reproduced], o
     return blocks
 
 
-def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: int = 10_000,
-              data: str | None = None, seed: int = 0, subset: int | None = None, device: str = "auto",
-              amp: bool = False, compile: bool = False, progress: bool = True, jobs: int = 1) -> Path:
+@dataclass(frozen=True)
+class ReproduceOptions:
+    """How a reproduction trains and scores: ``max_minutes`` caps each system's training in all (default:
+    its full recipe); ``n`` samples per system scored with ``seed``, which also seeds training; ``subset``
+    trains on the first N images; ``amp`` and ``compile`` switch on for every system; ``jobs`` systems
+    train at once, each in its own process."""
+
+    max_minutes: float | None = None
+    n: int = 10_000
+    data: str | None = None
+    seed: int = 0
+    subset: int | None = None
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    progress: bool = True
+    jobs: int = 1
+
+
+def reproduce(names: list[str], out: Path, options: ReproduceOptions | None = None) -> Path:
     """Reproduce the seed reports ``names`` into ``out``; returns the path of report.md. ``jobs`` > 1 trains
     and scores that many systems at once, each in its own process (a GPU that one small model leaves
     mostly idle); their times are then longer than each alone would take, and the report says so."""
-    seeds = parse_seeds(names)
-    check_options(n)
-    every = {s: load_claims(s) for s in seeds}
+    o = options or ReproduceOptions()
+    every = {s: load_claims(s) for s in parse_seeds(names)}
+    check_options(o.n)
     for claims in every.values():  # a bad preset or setting fails before anything trains
         for system in claims.systems:
             _system_config(system, [])
-    resolve_device(device)  # e.g. --device cuda without CUDA: refused before the folder is made
-    _open_folder(out, {"seed": seed, "subset": subset, "data": absolute_data_path(data)})
-    switches = [f"{flag}=on" for flag, on in (("amp", amp), ("compile", compile)) if on]
-    # Workers print one line per finished system instead of interleaved progress bars.
-    opts = RunOptions(out="", seed=seed, device=device, subset=subset, data=data, progress=progress and jobs == 1)
+    resolve_device(o.device)  # e.g. --device cuda without CUDA: refused before the folder is made
+    _open_folder(out, {"seed": o.seed, "subset": o.subset, "data": absolute_data_path(o.data)})
     thresholds = tuple(sorted({LENIENT_THRESHOLD if c.threshold is None else c.threshold for c in every.values()}))
-    # One run per system id: reports 000 and 001 describe the same two systems.
+    job = SystemJob(out, o.max_minutes,
+                    # Workers print one line per finished system instead of interleaved progress bars.
+                    RunOptions(out="", seed=o.seed, device=o.device, subset=o.subset, data=o.data,
+                               progress=o.progress and o.jobs == 1),
+                    [f"{flag}=on" for flag, on in (("amp", o.amp), ("compile", o.compile)) if on],
+                    EvalOptions(n=o.n, seed=o.seed, data=o.data, ten_class_thresholds=thresholds))
+    systems = _systems(every)
+    started = time.perf_counter()
+    with RunFolderLock(out):
+        results = _train_and_score(systems, job, o.jobs)
+        runs = {sid: Reproduced(systems[sid], results[sid], results[sid].cfg.train.epochs, o.max_minutes)
+                for sid in systems}
+        stage(len(systems) + 1, len(systems) + 1, "writing report.md and report.html")
+        rows = [Row(claims, runs[system.id]) for claims in every.values() for system in claims.systems]
+        for row in rows:
+            judge(row)
+        write_documents(out, _blocks(every, rows, runs, out, o), [_record(row, out) for row in rows])
+    print(f"report: {out / 'report.md'} and {out / 'report.html'} ({time.perf_counter() - started:.0f} s)")
+    return out / "report.md"
+
+
+def _systems(every: dict[str, SeedClaims]) -> dict[str, SeedSystem]:
+    """One system per id (reports 000 and 001 describe the same two), and ours shown beside a report's."""
     systems: dict[str, SeedSystem] = {}
     for s, claims in every.items():
         for system in claims.systems:
@@ -464,40 +480,29 @@ def reproduce(names: list[str], out: Path, max_minutes: float | None = None, n: 
         for preset in OURS_BESIDE.get(s, ()):
             systems.setdefault(preset, SeedSystem(preset, preset, {}, f"ours: {preset}",
                                                   {k: Claim(None, None) for k in CLAIM_KEYS}))
-    started = time.perf_counter()
+    return systems
+
+
+def _train_and_score(systems: dict[str, SeedSystem], job: SystemJob, jobs: int) -> dict[str, ModelResult]:
+    """Every system trained (or reused) and scored: one after another, or ``jobs`` at a time."""
+    cap = f" (at most {job.cap_minutes:g} min of training in all)" if job.cap_minutes else ""
+    if jobs > 1:
+        return _in_workers(systems, jobs, job.out, cap, functools.partial(obtain_and_score, job=job))
     results: dict[str, ModelResult] = {}
-    total = len(systems) + 1
-    cap = f" (at most {max_minutes:g} min of training in all)" if max_minutes else ""
-    with RunFolderLock(out):
-        if jobs == 1:
-            for i, (sid, system) in enumerate(systems.items(), start=1):
-                stage(i, total, f"{sid}: training, or reusing what {out / 'runs' / sid} holds{cap}")
-                results[sid] = obtain_and_score(system, out / "runs" / sid, max_minutes, opts, switches, out, n,
-                                                seed, data, thresholds)
-        else:
-            score = functools.partial(obtain_and_score, cap_minutes=max_minutes, opts=opts, switches=switches,
-                                      out=out, n=n, seed=seed, data=data, thresholds=thresholds)
-            results = _in_workers(systems, jobs, out, cap, score)
-        runs = {sid: Reproduced(systems[sid], results[sid], results[sid].cfg.train.epochs, max_minutes)
-                for sid in systems}
-        stage(total, total, "writing report.md and report.html")
-        rows = [Row(claims, runs[system.id]) for claims in every.values() for system in claims.systems]
-        for row in rows:
-            judge(row)
-        blocks = _blocks(every, rows, runs, out, n, seed, max_minutes, jobs)
-        md, page = render(blocks, out)
-        atomic_write_text(out / "report.md", md)
-        atomic_write_text(out / "report.html", page)
-        atomic_write_text(out / "results.json", json.dumps(
-            [{"report": row.claims.seed, "system": row.run.system.id, "preset": row.run.system.preset,
-              "overrides": row.run.system.overrides, "verdict": row.verdict, "reasons": row.reasons,
-              "claims": {k: vars(c) for k, c in row.run.system.claims.items()},
-              "run": relative_path(row.run.result.run_dir, out), "obtained": row.run.result.origin,
-              "summary": row.run.result.summary, "model_info": row.run.result.info,
-              "scores": row.run.result.scores, "final_losses": final_losses_record(row)} for row in rows],
-            indent=2) + "\n")
-    print(f"report: {out / 'report.md'} and {out / 'report.html'} ({time.perf_counter() - started:.0f} s)")
-    return out / "report.md"
+    for i, (sid, system) in enumerate(systems.items(), start=1):
+        stage(i, len(systems) + 1, f"{sid}: training, or reusing what {job.out / 'runs' / sid} holds{cap}")
+        results[sid] = obtain_and_score(system, job.out / "runs" / sid, job)
+    return results
+
+
+def _record(row: Row, out: Path) -> dict:
+    """A row of results.json: the report's claims about a system, our run of it and the verdict."""
+    result = row.run.result
+    return {"report": row.claims.seed, "system": row.run.system.id, "preset": row.run.system.preset,
+            "overrides": row.run.system.overrides, "verdict": row.verdict, "reasons": row.reasons,
+            "claims": {k: vars(c) for k, c in row.run.system.claims.items()},
+            "run": relative_path(result.run_dir, out), "obtained": result.origin, "summary": result.summary,
+            "model_info": result.info, "scores": result.scores, "final_losses": final_losses_record(row)}
 
 
 def final_losses_record(row: Row) -> dict:
@@ -549,8 +554,9 @@ def _in_workers(systems: dict[str, SeedSystem], jobs: int, out: Path, cap: str,
     return results
 
 
-def _blocks(every: dict[str, SeedClaims], rows: list[Row], runs: dict[str, Reproduced], out: Path, n: int,
-            seed: int, max_minutes: float | None, jobs: int = 1) -> list[tuple]:
+def _blocks(every: dict[str, SeedClaims], rows: list[Row], runs: dict[str, Reproduced], out: Path,
+            options: ReproduceOptions) -> list[tuple]:
+    n, seed, max_minutes, jobs = options.n, options.seed, options.max_minutes, options.jobs
     cap = (f"each system trained for its recipe's epochs or {max_minutes:g} minutes of training, whichever came "
            f"first (a capped system is 'partial', with the time its full recipe would take)") if max_minutes \
         else "each system trained for its recipe's epochs"

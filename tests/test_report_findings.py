@@ -1,11 +1,12 @@
-"""Issue 13: a report names a winner only where the numbers carry it, and reuses interrupted runs."""
+"""A report names a winner only where the numbers carry it, and reuses interrupted runs."""
 
 import json
 from pathlib import Path
 
 from mnistgen.cli import main
 from mnistgen.config import apply_overrides, load_preset
-from mnistgen.report import ModelResult, findings
+from mnistgen.reporting.findings import findings
+from mnistgen.reporting.results import ModelResult
 from mnistgen.training import RunOptions, make_trainer
 
 METRICS = ("acceptable", "coverage", "inception_score", "fid", "precision", "recall")
