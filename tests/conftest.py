@@ -65,3 +65,36 @@ def tiny_npz(tmp_path):
     path = tmp_path / "tiny.npz"
     np.savez(path, **tiny_arrays())
     return path
+
+
+def quick(out, preset="vae", *extra):
+    """A few steps on real digits: 4 steps per epoch, 2 epochs, checkpoints only at epoch ends."""
+    return ["train", preset, "--subset", "64", "--epochs", "2", "--set", "batch_size=16",
+            "--out", str(out), "--no-progress", "--device", "cpu", *extra]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def make_tiny_trainer(out, preset="vae", **overrides):
+    from mnistgen.config import apply_overrides, load_preset
+    from mnistgen.training import RunOptions, make_trainer
+
+    cfg = apply_overrides(load_preset(preset), [f"{k}={v}" for k, v in
+                                                {"epochs": 1, "batch_size": 16, **overrides}.items()])
+    trainer = make_trainer(cfg, RunOptions(out=str(out), subset=64, device="cpu", progress=False))
+    trainer.prepare_new_run()
+    return trainer
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, mnist):
+    """One short vae run (`quick`), shared by the whole session: a test that changes it works on a copy."""
+    from mnistgen.cli import main
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(quick(out)) == 0
+    return out

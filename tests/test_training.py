@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_tiny_trainer
 from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
-from mnistgen.config import apply_overrides, load_preset
-from mnistgen.errors import CheckpointError, TrainingDiverged
-from mnistgen.training import RunOptions, make_trainer
+from mnistgen.errors import CheckpointError
 from mnistgen.training.stopping import KILL_ENV
 
 
@@ -51,41 +50,6 @@ def test_resume_after_sigkill_matches_uninterrupted_run(preset, tmp_path, mnist)
     drop = {"seconds"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in lines_a] == \
            [{k: v for k, v in r.items() if k not in drop} for r in lines_b]
-
-
-def make_tiny_trainer(out, preset="vae", **overrides):
-    cfg = apply_overrides(load_preset(preset), [f"{k}={v}" for k, v in
-                                                {"epochs": 1, "batch_size": 16, **overrides}.items()])
-    trainer = make_trainer(cfg, RunOptions(out=str(out), subset=64, device="cpu", progress=False))
-    trainer.prepare_new_run()
-    return trainer
-
-
-def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, mnist):
-    trainer = make_tiny_trainer(tmp_path / "run", checkpoint_every=1)
-    real_loss, calls = trainer.loss_fn, {"n": 0}
-
-    def loss_that_explodes(x, beta, labels):
-        calls["n"] += 1
-        terms = real_loss(x, beta=beta, labels=labels)
-        if calls["n"] == 3:
-            terms["loss"] = terms["loss"] * float("nan")
-        return terms
-
-    trainer.loss_fn = loss_that_explodes
-    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, step 3"):
-        trainer.run()
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert state["global_step"] == 2
-    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
-
-
-def test_time_budget_stops_and_is_recorded(tmp_path, mnist):
-    trainer = make_tiny_trainer(tmp_path / "run", epochs=50)
-    trainer.opts.max_minutes = 1e-6
-    summary = trainer.run()
-    assert summary["stop_reason"] == "time budget" and summary["steps"] == 1
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
 
 
 def test_run_folder_contents(tmp_path, mnist):
