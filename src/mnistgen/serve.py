@@ -29,6 +29,7 @@ import atexit
 import base64
 import copy
 import errno
+import functools
 import json
 import logging
 import socket
@@ -411,28 +412,25 @@ def parse_query(args: dict[str, str], allowed: tuple[str, ...]) -> dict[str, Any
     return q
 
 
-def create_app(explorer: Explorer) -> Flask:
-    """The page and its API over ``explorer``, whose latent directions it starts finding in the background
-    (the page waits for them, asking /api/models)."""
-    explorer.start_finding_directions()
-    app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = MOST_BODY
-    page = (resources.files("mnistgen") / "web" / "index.html").read_bytes()
+def checked_endpoint(explorer: Explorer, allowed: tuple[str, ...], needs_model: bool = True) -> Callable:
+    """A decorator: the route's body gets (the model entry asked for, or None, and the checked query)."""
 
-    def endpoint(allowed: tuple[str, ...], needs_model: bool = True) -> Callable:
-        """A route's body gets (model entry or None, checked query)."""
+    def wrap(fn: Callable) -> Callable:
+        def view() -> Any:
+            q = parse_query(request.args.to_dict(flat=True), allowed)
+            name = request.args.get("model")
+            entry = explorer.model(name) if needs_model or name is not None else None
+            return fn(entry, q)
 
-        def wrap(fn: Callable) -> Callable:
-            def view() -> Any:
-                q = parse_query(request.args.to_dict(flat=True), allowed)
-                name = request.args.get("model")
-                entry = explorer.model(name) if needs_model or name is not None else None
-                return fn(entry, q)
+        view.__name__ = fn.__name__
+        return view
 
-            view.__name__ = fn.__name__
-            return view
+    return wrap
 
-        return wrap
+
+def answer_errors_in_json(app: Flask) -> None:
+    """Every error as JSON: a bad parameter names itself; an unexpected failure is logged and answered
+    with a 500 while the server keeps serving."""
 
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest) -> tuple[Response, int]:
@@ -446,6 +444,18 @@ def create_app(explorer: Explorer) -> Flask:
     def server_error(exc: Exception) -> tuple[Response, int]:
         app.logger.exception("request failed")
         return jsonify(error=f"internal error ({exc.__class__.__name__}); the server keeps running"), 500
+
+
+def create_app(explorer: Explorer) -> Flask:
+    """The page and its API over ``explorer``, whose latent directions it starts finding in the background
+    (the page waits for them, asking /api/models)."""
+    explorer.start_finding_directions()
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MOST_BODY
+    page = (resources.files("mnistgen") / "web" / "index.html").read_bytes()
+
+    endpoint = functools.partial(checked_endpoint, explorer)
+    answer_errors_in_json(app)
 
     @app.get("/")
     def index() -> Response:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import load_checkpoint
 from ..config import Config
 from ..data import InMemoryBatches
-from ..errors import CheckpointError, MnistgenError, TrainingDiverged
+from ..errors import CheckpointError, MnistgenError
 from ..modelinfo import model_info
 from ..models import build_model
 from ..models.base import DigitModel
@@ -34,7 +34,7 @@ from .distributed import World, broadcast_parameters, join, mean_over_ranks, ste
 from .family import FamilyTrainer
 from .quality import BEST_KEYS, QualityProbe, check_quality_settings
 from .runwriter import RunWriter
-from .stopping import StopRequests, agree_to_stop, check_finite, raise_stopped
+from .stopping import StopRequests, agree_to_stop, check_finite, end_stopped_run
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Trainer(FamilyTrainer):
         self.time_budget = math.inf  # the elapsed seconds at which this session's budget ends (set by run)
         self.sums: dict[str, float] = {}
         self.best = math.inf
-        self._in_step = False  # True while a step (or an epoch's end) has changed state half-way
+        self.mid_step = False  # True while a step (or an epoch's end) has changed state half-way
         # Called after each whole epoch with (trainer, record), outside the time budget (a sweep's pruning).
         self.on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None
         # Called after each whole step with the trainer (the tests' kill switch: stopping.kill_switch_from_env).
@@ -264,7 +264,7 @@ class Trainer(FamilyTrainer):
     def _step(self, idx: torch.Tensor) -> dict[str, float]:
         """One training step on the batch of indices ``idx``, its losses checked by the NaN guard."""
         started = time.perf_counter()
-        self._in_step = True
+        self.mid_step = True
         if self.world.size > 1:  # this rank's share of the global batch, and its own random numbers
             idx = idx.chunk(self.world.size)[self.world.rank]
             torch.manual_seed(step_seed(self.opts.seed, self.world.rank, self.global_step))
@@ -275,7 +275,7 @@ class Trainer(FamilyTrainer):
         self.step_in_epoch += 1
         self.global_step += 1
         self.elapsed += time.perf_counter() - started
-        self._in_step = False
+        self.mid_step = False
         return terms
 
     def _after_step(self, snapshots: list[float]) -> None:
@@ -289,7 +289,7 @@ class Trainer(FamilyTrainer):
 
     def _finish_epoch(self) -> dict[str, Any]:
         """The epoch's record (validation, scores when due) and grid, its checkpoint, best.pt if better."""
-        self._in_step = True  # until the record is written: a failure before that resumes from the last checkpoint
+        self.mid_step = True  # until the record is written: a failure before that resumes from the last checkpoint
         started = time.perf_counter()
         record = self._epoch_record(partial=False)
         check_finite({k: v for k, v in record.items() if k.startswith("val_")}, self.epoch + 1, self.global_step + 1)
@@ -298,7 +298,7 @@ class Trainer(FamilyTrainer):
             record.update(self.quality.measure(self.sampling_model()))
         started = time.perf_counter()
         self.epoch, self.step_in_epoch, self.sums = self.epoch + 1, 0, {}
-        self._in_step = False
+        self.mid_step = False
         self.writer.append_metrics(record)
         self.writer.save_samples(self.sampling_model(), f"epoch_{self.epoch:04d}.png")
         self.elapsed += time.perf_counter() - started
@@ -334,30 +334,8 @@ class Trainer(FamilyTrainer):
         """'/20' after an epoch number, or nothing when the run trains until its time is up."""
         return "" if math.isinf(self.epoch_limit) else f"/{self.t.epochs}"
 
-    def _stop(self, exc: BaseException) -> None:
-        """Save the last completed step unless a step was cut half-way (or the weights are bad),
-        then raise an error that says what was kept and how to go on."""
-        note = self.writer.last_checkpoint_note()
-        if isinstance(exc, TrainingDiverged):
-            raise TrainingDiverged(f"{exc}. {note.capitalize()}") from None
-        discarded = self.global_step == 0 and self.discard_untrained  # start_run removes the folder
-        if discarded:
-            note = f"nothing was trained yet, so {self.out} was removed"
-        elif self._in_step:
-            note = f"stopped half-way through a step or an epoch's end, not saved; {note}"
-        else:
-            note = self._save_when_stopped()
-        if self.writer.last_checkpoint.is_file() and not discarded:
-            note += f"; resume with: mnistgen train --resume {self.out}"
-        raise_stopped(exc, note)
-
-    def _save_when_stopped(self) -> str:
-        try:
-            self.save()
-            return f"saved epoch {self.epoch}, step {self.global_step} to {self.writer.last_checkpoint}"
-        except Exception as save_error:  # e.g. the disk is full: say so, keep the old checkpoint
-            return f"could not save ({save_error.__class__.__name__}: {save_error}); {self.writer.last_checkpoint_note()}"
-
+    def _stop(self, exc: BaseException) -> NoReturn:
+        end_stopped_run(self, exc)
 
 def random_state() -> dict[str, Any]:
     """The generators' states, so a resumed run draws the numbers the uninterrupted one would."""

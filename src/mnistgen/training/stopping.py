@@ -9,10 +9,13 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import MnistgenError, TrainingDiverged, TrainingStopped
 from .distributed import World, any_rank
+
+if TYPE_CHECKING:
+    from .loop import Trainer
 
 KILL_ENV = "MNISTGEN_KILL_AFTER_STEP"  # test hook: signal ourselves after this global step ...
 KILL_SIGNAL_ENV = "MNISTGEN_KILL_SIGNAL"  # ... with this signal (default SIGKILL)
@@ -77,6 +80,29 @@ def raise_stopped(exc: BaseException, note: str) -> NoReturn:
     if isinstance(exc, MnistgenError):
         raise exc.__class__(f"{exc}; {note}") from exc
     raise TrainingStopped(f"training failed ({exc.__class__.__name__}: {exc}); {note}") from exc
+
+
+def end_stopped_run(trainer: Trainer, exc: BaseException) -> NoReturn:
+    """Save the last completed step unless a step was cut half-way (or the weights are bad), then raise
+    an error that says what was kept and how to go on."""
+    writer = trainer.writer
+    note = writer.last_checkpoint_note()
+    if isinstance(exc, TrainingDiverged):
+        raise TrainingDiverged(f"{exc}. {note.capitalize()}") from None
+    discarded = trainer.global_step == 0 and trainer.discard_untrained  # start_run removes the folder
+    if discarded:
+        note = f"nothing was trained yet, so {trainer.out} was removed"
+    elif trainer.mid_step:
+        note = f"stopped half-way through a step or an epoch's end, not saved; {note}"
+    else:
+        try:
+            trainer.save()
+            note = f"saved epoch {trainer.epoch}, step {trainer.global_step} to {writer.last_checkpoint}"
+        except Exception as save_error:  # e.g. the disk is full: say so, keep the old checkpoint
+            note = f"could not save ({save_error.__class__.__name__}: {save_error}); {writer.last_checkpoint_note()}"
+    if writer.last_checkpoint.is_file() and not discarded:
+        note += f"; resume with: mnistgen train --resume {trainer.out}"
+    raise_stopped(exc, note)
 
 
 def kill_switch_from_env() -> Callable[[Any], None] | None:
