@@ -146,7 +146,8 @@ def plot(record: dict[str, Any], path: Path) -> None:
     for row in record["rows"]:
         curves.setdefault(row["model"], []).append((row["network_calls"], row))
     plots.quality_vs_time(curves, record["rows"][0]["real"], f"MeanFlow ({record['training']}) beside its flow and "
-                          f"the GAN, n = {record['samples_per_evaluation']}", path, x_label="network calls per digit")
+                          f"the GAN, n = {record['samples_per_evaluation']}; digits/s beside each point of the FID panel",
+                          path, x_label="network calls per digit", speed_key="digits_per_second")
 
 
 def main() -> None:

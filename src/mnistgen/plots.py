@@ -204,10 +204,11 @@ QUALITY_PANELS = (("acceptable", "acceptable (p >= 0.9)"), ("coverage", "coverag
 
 
 def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, title: str,
-                    path: str | os.PathLike, x_label: str = "training minutes") -> Path:
+                    path: str | os.PathLike, x_label: str = "training minutes", speed_key: str | None = None) -> Path:
     """One panel per metric against training minutes (log axis), one line per preset;
     the real-data row as a dashed line. ``curves``: preset -> [(minutes, scores), ...].
-    Any other positive x works too (e.g. sampling steps, one line per guidance weight): say which in ``x_label``."""
+    Any other positive x works too (e.g. sampling steps, one line per guidance weight): say which in ``x_label``.
+    With ``speed_key`` (e.g. digits_per_second), the FID panel writes that value of each point beside it."""
     budgets = sorted({m for points in curves.values() for m, _ in points})
     columns = 3
     fig, axes = subplots(2, columns, figsize=(4.0 * columns, 6.6))
@@ -216,6 +217,10 @@ def quality_vs_time(curves: dict[str, list[tuple[float, dict]]], ceiling: dict, 
         for name, points in curves.items():
             scored = [(m, s[key]) for m, s in points if key in s]  # older result files lack some scores
             ax.plot([m for m, _ in scored], [v for _, v in scored], marker="o", label=name)
+            if key == "fid" and speed_key:
+                for m, s in points:
+                    ax.annotate(f"{s[speed_key]:,.0f}/s", (m, s[key]), textcoords="offset points", xytext=(4, 4),
+                                fontsize=7)
         if key in ceiling:
             ax.axhline(ceiling[key], color="gray", linestyle="--", linewidth=1, label="real data")
         ax.set_xscale("log")
