@@ -74,9 +74,56 @@ def test_auto_is_the_default_and_a_bad_value_is_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("native, expected", [(True, True), (False, False)])
 def test_a_run_records_what_auto_chose(tmp_path, mnist, monkeypatch, native, expected):
+    monkeypatch.setattr("mnistgen.training.family.cache_dir", lambda: tmp_path)  # the faked decision stays here
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(precision, "bf16_is_faster", lambda model: True)
     out = tmp_path / "run"
     assert main(["train", "vae", "--subset", "64", "--epochs", "1", "--set", "batch_size=32", "--out", str(out),
                  "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((out / "summary.json").read_text())["mixed_precision"] is expected
+
+
+def test_the_decision_is_measured_once_per_model_shape_and_remembered(monkeypatch, small_gan, tmp_path):
+    probed = []
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_is_faster", lambda model: probed.append(model) or len(probed) == 1)
+    cpu = torch.device("cpu")
+    assert precision.remembered_auto(small_gan, cpu, tmp_path) is True
+    assert precision.remembered_auto(small_gan, cpu, tmp_path) is True  # remembered, though a probe now says no
+    assert len(probed) == 1
+    cfg = load_preset("gan")
+    wider = build_model(cfg.model, **{**cfg.model_args, "g_width": 2 * cfg.model_args["g_width"]})
+    assert precision.remembered_auto(wider, cpu, tmp_path) is False  # another shape is measured for itself
+    assert len(probed) == 2 and len(json.loads((tmp_path / precision.DECISIONS_FILE).read_text())) == 2
+    (tmp_path / precision.DECISIONS_FILE).write_text("{damaged")
+    precision.remembered_auto(small_gan, cpu, tmp_path)  # measured again
+    assert len(probed) == 3
+
+
+def test_nothing_is_measured_or_remembered_without_native_bf16_or_off_the_cpu(monkeypatch, small_gan, tmp_path):
+    monkeypatch.setattr(precision, "bf16_is_faster", lambda model: pytest.fail("no timing expected"))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.remembered_auto(small_gan, torch.device("cpu"), tmp_path) is False
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.remembered_auto(small_gan, torch.device("meta"), tmp_path) is False
+    assert not (tmp_path / precision.DECISIONS_FILE).exists()
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_with(tmp_path, mnist, monkeypatch):
+    monkeypatch.setattr("mnistgen.training.family.cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_is_faster", lambda model: True)
+    out = tmp_path / "run"
+    args = ["--subset", "64", "--set", "batch_size=32", "--no-progress", "--device", "cpu"]
+    assert main(["train", "vae", "--epochs", "1", "--out", str(out), *args]) == 0
+    (tmp_path / "cache" / precision.DECISIONS_FILE).unlink()  # the next start here would measure anew ...
+    monkeypatch.setattr(precision, "bf16_is_faster", lambda model: False)  # ... and decide otherwise
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["mixed_precision"] is True
+
+
+def test_the_probe_leaves_the_models_weights_and_batchnorm_statistics_alone(small_gan):
+    small_gan.train()  # BatchNorm updates its running statistics when it draws in training mode
+    before = {k: v.clone() for k, v in small_gan.state_dict().items()}
+    precision.bf16_is_faster(small_gan)
+    assert all(torch.equal(before[k], v) for k, v in small_gan.state_dict().items())

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from ..config import Config, TrainSettings
-from ..data import InMemoryBatches
+from ..data import InMemoryBatches, cache_dir
 from ..models.base import DigitModel
-from .distributed import World, average_gradients, parallel
-from .precision import auto_mixed_precision
+from .distributed import World, any_rank, average_gradients, parallel
+from .precision import remembered_auto
 
 VAL_BATCH = 1000  # largest validation chunk
 
@@ -72,9 +72,14 @@ class FamilyTrainer:
     def init_tools(self) -> None:
         """Mixed precision and compilation as the preset asks (``amp: auto``: see ``precision.py``), and
         fp16's loss scaler (CUDA only)."""
-        self.use_amp = auto_mixed_precision(self.model, self.device) if self.t.amp == "auto" else self._switch(self.t.amp)
+        self.use_amp = self._auto_amp() if self.t.amp == "auto" else self._switch(self.t.amp)
         self.use_compile = self._switch(self.t.compile)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.device.type == "cuda")
+
+    def _auto_amp(self) -> bool:
+        """``amp: auto``'s decision for this model here, rank 0's on every rank (they must train alike)."""
+        decision = remembered_auto(self.model, self.device, cache_dir()) if self.world.main else False
+        return any_rank([decision], self.world)[0]
 
     def _switch(self, value: str) -> bool:
         """A preset's amp/compile setting: off, only on CUDA, or on."""

@@ -144,6 +144,7 @@ class Trainer(FamilyTrainer):
             "sums": dict(self.sums),
             "best": self.best,
             "best_of": self.t.keep_best,
+            "mixed_precision": self.use_amp,  # what amp: auto chose at the start; a resume keeps it
             "complete": self.complete,  # derived; stored so a checkpoint tells at a glance
         }
 
@@ -155,6 +156,8 @@ class Trainer(FamilyTrainer):
             raise CheckpointError(f"the checkpoint in {self.out} does not fit model {self.cfg.model!r} with "
                                   f"{self.cfg.model_args} ({str(exc).splitlines()[0]})") from None
         self.scaler.load_state_dict(state["scaler"])
+        if self.t.amp == "auto" and "mixed_precision" in state:
+            self.use_amp = state["mixed_precision"]
         restore_random_state(state["rng"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.elapsed = state["global_step"], state["elapsed"]
