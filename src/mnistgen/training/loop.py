@@ -156,8 +156,8 @@ class Trainer(FamilyTrainer):
             raise CheckpointError(f"the checkpoint in {self.out} does not fit model {self.cfg.model!r} with "
                                   f"{self.cfg.model_args} ({str(exc).splitlines()[0]})") from None
         self.scaler.load_state_dict(state["scaler"])
-        if self.t.amp == "auto" and "mixed_precision" in state:
-            self.use_amp = state["mixed_precision"]
+        if self.t.amp == "auto" and "mixed_precision" in state:  # auto's bf16 is a CPU choice (CUDA: off)
+            self.use_amp = state["mixed_precision"] and self.device.type == "cpu"
         restore_random_state(state["rng"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.elapsed = state["global_step"], state["elapsed"]
