@@ -31,19 +31,20 @@ def test_native_bf16_is_read_from_the_cpu_capabilities(monkeypatch, capabilities
 
 
 @pytest.mark.parametrize("native, faster, expected", [(True, True, True), (True, False, False), (False, True, False)])
-def test_auto_on_a_cpu_needs_native_bf16_that_measures_faster(monkeypatch, small_gan, native, faster, expected):
+def test_auto_on_a_cpu_needs_native_bf16_that_measures_faster(monkeypatch, small_gan, tmp_path, native, faster,
+                                                               expected):
     probed = []
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(precision, "bf16_is_faster", lambda model: probed.append(model) or faster)
-    assert precision.auto_mixed_precision(small_gan, torch.device("cpu")) is expected
+    assert precision.remembered_auto(small_gan, torch.device("cpu"), tmp_path) is expected
     assert len(probed) == (1 if native else 0)  # no timing where the CPU cannot run bf16 natively
 
 
-def test_auto_stays_off_on_cuda_and_other_devices(monkeypatch, small_gan):
+def test_auto_stays_off_on_cuda_and_other_devices(monkeypatch, small_gan, tmp_path):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(precision, "bf16_is_faster", lambda model: True)
     for device in ("cuda", "mps", "meta"):
-        assert precision.auto_mixed_precision(small_gan, torch.device(device)) is False
+        assert precision.remembered_auto(small_gan, torch.device(device), tmp_path) is False
 
 
 def test_the_probe_times_both_ways_and_leaves_the_random_stream_alone(monkeypatch, small_gan):

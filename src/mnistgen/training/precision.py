@@ -61,12 +61,6 @@ def bf16_is_faster(model: DigitModel) -> bool:
         return best_seconds(draw(True)) < best_seconds(draw(False))
 
 
-def auto_mixed_precision(model: DigitModel, device: torch.device) -> bool:
-    """What ``amp: auto`` means on ``device`` for ``model``: on only on a CPU with native bfloat16
-    that measures faster for this model."""
-    return device.type == "cpu" and cpu_has_native_bf16() and bf16_is_faster(model)
-
-
 def model_signature(model: DigitModel) -> str:
     """What the timing depends on: the model's class and parameter shapes, the CPU and torch's version."""
     shapes = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
@@ -76,8 +70,9 @@ def model_signature(model: DigitModel) -> str:
 
 
 def remembered_auto(model: DigitModel, device: torch.device, folder: Path) -> bool:
-    """:func:`auto_mixed_precision`, with the timing done once per machine and model shape and remembered
-    in ``folder``, so that every training run of that model here trains alike."""
+    """What ``amp: auto`` means on ``device`` for ``model``: on only on a CPU with native bfloat16 that
+    measures faster for this model, the timing done once per machine and model shape and remembered in
+    ``folder``, so that every training run of that model here trains alike."""
     if device.type != "cpu" or not cpu_has_native_bf16():
         return False
     path = folder / DECISIONS_FILE
