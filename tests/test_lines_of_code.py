@@ -12,6 +12,7 @@ from mnistgen.config import load_preset
 from mnistgen.modelinfo import TRAINING_HELPERS, TRAINING_LOOP_MODULES, code_a_user_needs, trainer_modules
 from mnistgen.models import build_model
 from mnistgen.training import TRAINERS
+from mnistgen.training.distill import DistillTrainer
 
 LOOP_FILES = {name.removeprefix("mnistgen.").replace(".", "/") + ".py" for name in TRAINING_LOOP_MODULES}
 # lines_of_code_physical of each preset. Splitting training/loop.py into the modules of
@@ -37,7 +38,7 @@ def counted(preset):
 
 def test_every_training_module_is_counted_or_named_a_helper():
     package = {f"mnistgen.training.{m.name}" for m in pkgutil.iter_modules(mnistgen.training.__path__)}
-    families = {trainer.__module__ for trainer in TRAINERS.values()}
+    families = {trainer.__module__ for trainer in (*TRAINERS.values(), DistillTrainer)}
     classified = set(TRAINING_LOOP_MODULES) | families | set(TRAINING_HELPERS)
     assert package | {"mnistgen.training"} <= classified, "list a new module in modelinfo.TRAINING_LOOP_MODULES " \
                                                           "(it holds loop code) or TRAINING_HELPERS"

@@ -1,4 +1,4 @@
-"""MeanFlow (preset flow-1step): the forward-mode derivatives it trains on, checked against finite
+"""MeanFlow (preset meanflow): the forward-mode derivatives it trains on, checked against finite
 differences; its objective (the MeanFlow identity, flow matching's loss at r = t, guidance folded in,
 the adaptive weight); sampling in 1, 2 and 4 steps; the warm start from a flow run and exact resume;
 and the commands (train, sample, evaluate, serve, the Python API) on a tiny run."""
@@ -303,7 +303,7 @@ def test_a_new_run_starts_from_the_flows_sampling_weights(flow_run, tmp_path):
     from mnistgen.training import RunOptions, make_trainer
     from mnistgen.training.meanflow import MeanFlowTrainer
 
-    cfg = apply_overrides(load_preset("flow-1step"), ["model_args.width=8", "epochs=1", f"init_from={flow_run}"])
+    cfg = apply_overrides(load_preset("meanflow"), ["model_args.width=8", "epochs=1", f"init_from={flow_run}"])
     trainer = make_trainer(cfg, RunOptions(out=str(tmp_path / "run"), subset=64, device="cpu", progress=False))
     assert isinstance(trainer, MeanFlowTrainer)
     (tmp_path / "run").mkdir()
@@ -320,8 +320,8 @@ def test_resume_is_exact_and_does_not_read_init_from_again(flow_run, tmp_path):
     source = tmp_path / "flow"
     shutil.copytree(flow_run, source)
     warm = ["--set", f"init_from={source}"]
-    assert train("flow-1step", tmp_path / "whole", "--epochs", "2", *warm) == 0
-    assert train("flow-1step", tmp_path / "halves", "--epochs", "1", *warm) == 0
+    assert train("meanflow", tmp_path / "whole", "--epochs", "2", *warm) == 0
+    assert train("meanflow", tmp_path / "halves", "--epochs", "1", *warm) == 0
     shutil.rmtree(source)  # a resumed run has its own weights: the flow it started from may be gone
     assert main(["train", "--resume", str(tmp_path / "halves"), "--epochs", "2", "--no-progress"]) == 0
     whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
@@ -342,24 +342,24 @@ def gan_run(tmp_path_factory, mnist):
 
 
 @pytest.mark.parametrize("init_from, message", [
-    ("GAN", "is a run of model 'fast_gan' (preset gan); MeanFlow starts from a flow_matching run"),
+    ("GAN", "is a run of model 'fast_gan' (preset gan); it must be a flow_matching run"),
     ("MISSING", "does not exist"),
     ("pretrained:nothing", "no pretrained weights named 'nothing'"),
 ])
 def test_a_source_that_cannot_warm_start_is_one_line_and_leaves_no_run(init_from, message, gan_run, tmp_path, capsys):
     source = {"GAN": str(gan_run), "MISSING": str(tmp_path / "missing")}.get(init_from, init_from)
     capsys.readouterr()
-    assert train("flow-1step", tmp_path / "run", "--epochs", "1", "--set", f"init_from={source}") == 2
+    assert train("meanflow", tmp_path / "run", "--epochs", "1", "--set", f"init_from={source}") == 2
     err = capsys.readouterr().err
     assert f"init_from {source}" in err and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 
 def test_a_flow_of_another_shape_or_target_is_refused(flow_run, tmp_path, capsys):
-    assert train("flow-1step", tmp_path / "a", "--epochs", "1", "--set", f"init_from={flow_run}",
+    assert train("meanflow", tmp_path / "a", "--epochs", "1", "--set", f"init_from={flow_run}",
                  "--set", "model_args.width=16") == 2
     assert "(width 8 there, 16 here); set model_args to match it" in capsys.readouterr().err
-    assert train("flow-1step", tmp_path / "b", "--epochs", "1", "--set", f"init_from={flow_run}",
+    assert train("meanflow", tmp_path / "b", "--epochs", "1", "--set", f"init_from={flow_run}",
                  "--set", "model_args.target=velocity") == 2
     assert "target 'data' there, 'velocity' here" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -372,7 +372,7 @@ def test_a_flow_of_another_shape_or_target_is_refused(flow_run, tmp_path, capsys
     ("init_from=3", "init_from must be text"),
 ])
 def test_bad_settings_are_one_line_errors(setting, message, tmp_path, capsys):
-    assert main(["train", "flow-1step", "--set", setting, "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", "meanflow", "--set", setting, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
@@ -381,8 +381,8 @@ def test_bad_settings_are_one_line_errors(setting, message, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def one_step_run(tmp_path_factory, mnist):
     """The preset as it ships, one epoch on 64 digits."""
-    out = tmp_path_factory.mktemp("flow-1step") / "run"
-    assert main(["train", "flow-1step", "--subset", "64", "--epochs", "1", "--out", str(out), "--no-progress",
+    out = tmp_path_factory.mktemp("meanflow") / "run"
+    assert main(["train", "meanflow", "--subset", "64", "--epochs", "1", "--out", str(out), "--no-progress",
                  "--device", "cpu"]) == 0
     return out
 
@@ -400,7 +400,7 @@ def test_train_then_sample_and_evaluate_in_one_and_two_steps(one_step_run, tmp_p
         assert result["samples"]["n"] == 30 and result["target"].endswith(f"steps {steps})")
     capsys.readouterr()
     assert main(["sample", str(one_step_run), "--sampler", "euler", "--out", str(tmp_path / "x.png")]) == 2
-    assert "--sampler does not apply to preset flow-1step (MeanFlow)" in capsys.readouterr().err
+    assert "--sampler does not apply to preset meanflow (MeanFlow)" in capsys.readouterr().err
 
 
 def test_python_api_and_serve_sample_with_steps(one_step_run):
@@ -424,4 +424,10 @@ def test_init_from_on_another_model_is_refused_not_ignored(capsys):
     from mnistgen.cli import main
 
     assert main(["train", "vae", "--dry-run", "--set", "init_from=runs/flow"]) == 2
-    assert "init_from applies to the one-step flow" in capsys.readouterr().err
+    assert "init_from applies to MeanFlow" in capsys.readouterr().err
+
+
+def test_it_trains_under_bf16_autocast(capsys):
+    """Forward-mode derivatives fail under autocast's casts; the JVP runs in float32 and the step works."""
+    assert main(["train", "meanflow", "--dry-run", "--device", "cpu", "--set", "amp=on",
+                 "--set", "model_args.width=8"]) == 0

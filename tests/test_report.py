@@ -159,13 +159,13 @@ def test_a_flow_1step_run_counts_the_lines_of_the_meanflow_trainer_that_trained_
     from mnistgen.reporting.results import load_result
     from mnistgen.training.meanflow import MeanFlowTrainer
 
-    cfg = load_preset("flow-1step")
+    cfg = load_preset("meanflow")
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "run": {}}))
     (run / "model_info.json").write_text(json.dumps({"parameters": 1}))
-    files = load_result("flow-1step", run, {}, {}, "reused").info["lines_of_code_files"]
+    files = load_result("meanflow", run, {}, {}, "reused").info["lines_of_code_files"]
     assert "training/meanflow.py" in files  # the MeanFlow loop trains it, not the plain flow trainer alone
     with torch.device("meta"):
         model = build_model(cfg.model, **cfg.model_args)
-    assert files == code_a_user_needs(model, MeanFlowTrainer, "flow-1step")["lines_of_code_files"]
+    assert files == code_a_user_needs(model, MeanFlowTrainer, "meanflow")["lines_of_code_files"]

@@ -160,6 +160,9 @@ class TrainSettings:
     # meanflow: a new run starts from a trained flow_matching network (a run folder, a checkpoint, or
     # pretrained:NAME); "" starts from scratch. A resumed run keeps its own weights.
     init_from: str = setting("", Rule(str))
+    # flow_matching: a new run learns to draw in one step what this trained flow (a run folder, a checkpoint,
+    # or pretrained:NAME) draws in its steps, from its weights and its digits (training/distill.py); "": off.
+    distill_from: str = setting("", Rule(str))
     # quality during training (every family): score eval_n samples every eval_every epochs (0: never)
     eval_every: int = setting(0, COUNT)
     eval_n: int = setting(1000, Rule(int, low=2, high=100_000))  # 2: the fewest FID can be computed on
@@ -267,7 +270,10 @@ class Config:
             raise ConfigError(f"model {model!r} is a {model_class(model).family}, preset says {family}")
         d["model_args"] = resolve_model_args(model, d.get("model_args") or {})
         if train.get("init_from") and model != "meanflow":  # a warm start only the one-step flow knows
-            raise ConfigError(f"init_from applies to the one-step flow (model meanflow, e.g. preset flow-1step); "
+            raise ConfigError(f"init_from applies to MeanFlow (model meanflow, e.g. preset meanflow); "
+                              f"model {model!r} would ignore it")
+        if train.get("distill_from") and model != "flow_matching":
+            raise ConfigError(f"distill_from applies to model flow_matching (e.g. preset flow-1step); "
                               f"model {model!r} would ignore it")
         return cls(**d, train=TrainSettings(**train))
 

@@ -59,6 +59,13 @@ class FlowMatching(FlowModel):
         out = self.net(x_t, t, self.drop_labels(labels))
         return {"loss": F.mse_loss(out.float(), (x if self.target == "data" else x - noise).float())}
 
+    def distillation_loss(self, pairs: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The mean squared error between where one Euler step from t = 0 takes the noise and the digit a
+        teacher's sampler made of it; ``pairs`` (N, 2, 28, 28): channel 0 the noise, 1 the teacher's digit
+        (see ``training/distill.py``)."""
+        noise, digit = pairs[:, :1], pairs[:, 1:]
+        return {"loss": F.mse_loss((noise + self.predict(noise, 0.0, labels)).float(), digit.float())}
+
     def predict(self, x: torch.Tensor, t: float, labels: torch.Tensor | None) -> torch.Tensor:
         """The velocity at (x, t) (with guidance); linear in the network's output, so guiding a data
         prediction and then converting it is the same as converting first."""

@@ -1,4 +1,4 @@
-"""MeanFlow (preset ``flow-1step``): a flow that draws a digit in one network call (Geng, Deng, Bai,
+"""MeanFlow (preset ``meanflow``): a flow that draws a digit in one network call (Geng, Deng, Bai,
 Kolter and He 2025, "Mean Flows for One-step Generative Modeling").
 
 Flow matching (``flow_matching.py``) learns the velocity v(z_t, t) of straight paths from noise to
@@ -64,9 +64,13 @@ def per_image(t: torch.Tensor) -> torch.Tensor:
 def meanflow_target(u_fn: VelocityField, z: torch.Tensor, t: torch.Tensor, r: torch.Tensor,
                     v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``u_fn(z, t, r)`` and its MeanFlow target v + (r - t) * du/dt (detached), where du/dt is the
-    derivative along the path z' = v at fixed r: one JVP with the tangent (v, 1, 0) for (z, t, r)."""
-    # torch types jvp's result as 2 or 3 items; the third (aux) comes only with has_aux=True
-    u, du_dt = torch.func.jvp(u_fn, (z, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))  # type: ignore[misc]
+    derivative along the path z' = v at fixed r: one JVP with the tangent (v, 1, 0) for (z, t, r).
+    It runs in float32 even under mixed precision: autocast's casts break forward-mode derivatives
+    (a bf16 weight meets a float32 tangent in the first conv)."""
+    z, t, r, v = (tensor.float() for tensor in (z, t, r, v))
+    with torch.autocast(z.device.type, enabled=False):
+        # torch types jvp's result as 2 or 3 items; the third (aux) comes only with has_aux=True
+        u, du_dt = torch.func.jvp(u_fn, (z, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))  # type: ignore[misc]
     return u, (v + per_image(r - t) * du_dt).detach()
 
 

@@ -18,6 +18,7 @@ from ..config import Config, apply_overrides
 from ..errors import MnistgenError
 from ..runfolder import RunFolderLock, check_new_run_folder, make_new_run_folder, remove_failed_start
 from .adversarial import AdversarialTrainer
+from .distill import DistillTrainer
 from .distributed import world_from_env
 from .flow import FlowTrainer
 from .likelihood import LikelihoodTrainer
@@ -30,11 +31,14 @@ from .stopping import StopRequests, kill_switch_from_env
 TRAINERS: dict[str, type[Trainer]] = {"vae": LikelihoodTrainer, "gan": AdversarialTrainer, "flow": FlowTrainer,
                                       "meanflow": MeanFlowTrainer}
 # On resume these would change the data, the batches or the network, so they are refused.
-FIXED_ON_RESUME = ("batch_size",)
+FIXED_ON_RESUME = ("batch_size", "distill_from")
 
 
 def trainer_class(cfg: Config) -> type[Trainer]:
-    """The trainer that trains ``cfg``: its model's own loop if it has one, else its family's."""
+    """The trainer that trains ``cfg``: distillation's loop if it names a teacher, its model's own loop if
+    it has one, else its family's."""
+    if cfg.train.distill_from:
+        return DistillTrainer
     return TRAINERS.get(cfg.model, TRAINERS[cfg.family])
 
 

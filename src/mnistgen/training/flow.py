@@ -26,12 +26,13 @@ VALIDATION_SEED = 0
 
 class FlowTrainer(Trainer):
     model: FlowModel  # the family this loop trains (make_trainer picks it by the config's family)
+    loss_method = "loss"  # the model's method that trains and validates it: (batch, labels) -> loss terms
 
     def setup(self) -> None:
         self.estimated_steps = math.inf  # a time budget's steps, once measured (decay_horizon)
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.ema = make_ema(self.model, self.t.ema_decay)
-        self.loss_fn = self.maybe_compile(self.parallel("loss"))
+        self.loss_fn = self.maybe_compile(self.parallel(self.loss_method))
 
     def set_learning_rate(self) -> None:
         """Warm-up and decay by step count, so a resumed run continues on the same schedule."""
@@ -72,7 +73,7 @@ class FlowTrainer(Trainer):
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(VALIDATION_SEED)
-            return self.validation_terms(model, lambda x, labels: model.loss(x, labels))
+            return self.validation_terms(model, getattr(model, self.loss_method))
 
     def sampling_model(self) -> FlowModel:
         return cast(FlowModel, self.ema.module) if self.ema is not None else self.model  # the EMA wraps self.model

@@ -20,8 +20,9 @@ PRETRAINED_PREFIX = "pretrained:"
 SHARED_ARGS = ("width", "blocks", "attention", "patch", "num_classes", "target")
 
 
-def read_flow(source: str) -> tuple[DigitModel, Config]:
-    """The sampling model of a run folder, a checkpoint or shipped weights (``pretrained:NAME``)."""
+def read_flow(source: str, setting: str = "init_from") -> tuple[DigitModel, Config]:
+    """The sampling model of a run folder, a checkpoint or shipped weights (``pretrained:NAME``);
+    ``setting`` names the option that gave ``source`` in an error."""
     from ..pretrained import load_pretrained
     from ..sampling import load_trained_model
 
@@ -30,18 +31,18 @@ def read_flow(source: str) -> tuple[DigitModel, Config]:
             return load_pretrained(source.removeprefix(PRETRAINED_PREFIX))
         return load_trained_model(source)
     except MnistgenError as exc:
-        raise MnistgenError(f"init_from {source}: {exc}") from None
+        raise MnistgenError(f"{setting} {source}: {exc}") from None
 
 
-def check_fits(source: str, flow_cfg: Config, model_args: dict[str, Any]) -> None:
+def check_fits(source: str, flow_cfg: Config, model_args: dict[str, Any], setting: str = "init_from") -> None:
     """Refuse weights of another model, or of a network shaped or trained otherwise, in one line."""
     if flow_cfg.model != "flow_matching":
-        raise MnistgenError(f"init_from {source} is a run of model {flow_cfg.model!r} (preset {flow_cfg.preset}); "
-                            f"MeanFlow starts from a flow_matching run (e.g. of the flow preset)")
+        raise MnistgenError(f"{setting} {source} is a run of model {flow_cfg.model!r} (preset {flow_cfg.preset}); "
+                            f"it must be a flow_matching run (e.g. of the flow preset)")
     differ = [f"{name} {flow_cfg.model_args.get(name)!r} there, {model_args[name]!r} here" for name in SHARED_ARGS
               if flow_cfg.model_args.get(name) != model_args[name]]
     if differ:
-        raise MnistgenError(f"init_from {source}: its network differs from this one ({'; '.join(differ)}); "
+        raise MnistgenError(f"{setting} {source}: its network differs from this one ({'; '.join(differ)}); "
                             f"set model_args to match it")
 
 

@@ -1,21 +1,23 @@
-"""MeanFlow's few-call digits beside the flow it starts from and the GAN, measured in one run on one machine.
+"""A one-step flow's few-call digits beside the flow it comes from and the GAN, measured in one run on one machine.
 
-Trains the preset flow-1step, warm-started from --init-from (a flow run folder or checkpoint, the
-shipped flow as pretrained:flow (the default), or "none": from scratch) for --epochs epochs or
---minutes minutes; or takes a finished flow-1step run (--run) and the flow it was started from.
-Then scores n samples of it at each of --steps (1, 2, 4, 9 and 18 network calls a digit) as
-`mnistgen evaluate RUN --steps S` does; the flow it started from at --flow-sampling (1, 2 and 4 Euler
-steps, 5 Heun steps, and the preset's 5 Heun steps with guidance: 1, 2, 4, 9 and 18 calls); and --gan
-(the shipped GAN by default, one call). Each row is also timed: digits per second through
-sample_images, the path of `mnistgen sample`.
+Trains --preset (flow-1step: the flow distilled into one step; meanflow: MeanFlow warm-started from
+the flow), from --teacher (a flow run folder or checkpoint, or the shipped flow as pretrained:flow, the
+default; "none" trains meanflow from scratch) for --epochs epochs or --minutes minutes; or takes a
+finished run of either (--run). Then scores n samples of it at each of --steps network calls a digit
+(1, 2, 4, 9 and 18) as `mnistgen evaluate RUN --steps S` does; the teacher at --flow-sampling (1, 2
+and 4 Euler steps, 5 Heun steps, and the preset's 5 Heun steps with guidance: 1, 2, 4, 9 and 18 calls);
+and --gan (the shipped GAN by default, one call). Each row is also timed: digits per second through
+sample_images, the path of `mnistgen sample`. A distilled run's record also gives the teacher's time to
+draw its pairs (outside --minutes, which counts the student's training).
 
-Run:   .venv/bin/python benchmarks/meanflow_quality.py [--init-from RUN|pretrained:flow|none]
-           [--epochs E | --minutes M] [--steps 1,2,4] [-n 10000] [--set KEY=VALUE ...] [--run FLOW1STEP_RUN]
-       .venv/bin/python benchmarks/meanflow_quality.py --replot RESULTS.json   (the plot again, nothing sampled)
+Run:   .venv/bin/python benchmarks/one_step_quality.py [--preset flow-1step|meanflow]
+           [--teacher RUN|pretrained:flow|none] [--epochs E | --minutes M] [--steps 1,2,4] [-n 10000]
+           [--set KEY=VALUE ...] [--run RUN]
+       .venv/bin/python benchmarks/one_step_quality.py --replot RESULTS.json   (the plot again, nothing sampled)
 A check that it works end to end (a few minutes on 2 cores):
-       .venv/bin/python benchmarks/meanflow_quality.py --subset 256 --epochs 1 -n 200 --out /tmp/meanflow-check
-Writes benchmarks/results/meanflow-quality-<date>-<device>.json, .md and .png (or --out PATH without suffix);
-the run folder goes under runs/meanflow-quality/ (not in the repository).
+       .venv/bin/python benchmarks/one_step_quality.py --subset 256 --epochs 1 -n 200 --out /tmp/one-step-check
+Writes benchmarks/results/one-step-quality-<date>-<device>-<preset>.json, .md and .png (or --out PATH
+without suffix); the run folder goes under runs/one-step-quality/ (not in the repository).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from mnistgen.fileio import atomic_write_text
 from mnistgen.pretrained import load_pretrained
 from mnistgen.sampling import load_trained_model, sample_images, set_sampling
 from mnistgen.training import RunOptions, start_run
+from mnistgen.training.distill import PAIRS_FILE, pairs_record
 from mnistgen.training.meanflow import PRETRAINED_PREFIX
 
 SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
@@ -44,45 +47,58 @@ TIMED = 2000  # digits drawn to time a row (after a warm-up): whole batches for 
 # 1, 2 and 4 Euler steps, 5 Heun steps (the step ending at t = 1 is Euler: 9 calls), then with the
 # preset's guidance 0.2 (18 calls): the flow preset's sampling
 FLOW_SAMPLINGS = "euler:1:0,euler:2:0,euler:4:0,heun:5:0,heun:5:0.2"
+# The setting that names the flow a one-step preset comes from.
+TEACHER_SETTING = {"flow-1step": "distill_from", "meanflow": "init_from"}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init-from", default="pretrained:flow", help="flow run, checkpoint, pretrained:NAME or none")
+    parser.add_argument("--preset", default="flow-1step", choices=sorted(TEACHER_SETTING), help="the one-step preset")
+    parser.add_argument("--teacher", default="pretrained:flow",
+                        help="the flow it comes from: a run, checkpoint, pretrained:NAME, or none (meanflow only)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the preset's, or until --minutes)")
     parser.add_argument("--minutes", type=float, help="training minutes")
     parser.add_argument("--subset", type=int, help="train on the first N training digits only (checks)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset setting, as in train")
-    parser.add_argument("--run", help="a finished flow-1step run to score instead of training one")
+    parser.add_argument("--run", help="a finished flow-1step or meanflow run to score instead of training one")
     parser.add_argument("--gan", default="pretrained:gan", help="the GAN to compare with: a run or pretrained:NAME")
-    parser.add_argument("--steps", default="1,2,4,9,18", help="MeanFlow sampling steps, comma-separated")
+    parser.add_argument("--steps", default="1,2,4,9,18", help="the one-step model's sampling steps, comma-separated")
     parser.add_argument("--flow-sampling", default=FLOW_SAMPLINGS,
                         help="the flow's samplings, SAMPLER:STEPS:GUIDANCE comma-separated (default: 1, 2, 4, 9 "
                              "and 18 network calls a digit, the last the preset's)")
     parser.add_argument("-n", type=int, default=10_000, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--runs", default="runs/meanflow-quality", help="where the run folder goes")
+    parser.add_argument("--runs", default="runs/one-step-quality", help="where the run folder goes")
     parser.add_argument("--out", help="results path without suffix")
     parser.add_argument("--replot", metavar="RESULTS.json", help="only draw that result file's plot again")
     return parser.parse_args()
 
 
 def train_student(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """A new flow-1step run (warm-started unless --init-from none); its folder and summary."""
+    """A new run of --preset from --teacher; its folder and summary."""
     settings = list(args.set) + ([f"epochs={args.epochs}"] if args.epochs else [])
-    if args.init_from != "none":
-        settings.append(f"init_from={args.init_from}")
-    cfg = apply_overrides(load_preset("flow-1step"), settings)
-    out = Path(args.runs) / f"flow-1step-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.teacher != "none":
+        settings.append(f"{TEACHER_SETTING[args.preset]}={args.teacher}")
+    elif args.preset != "meanflow":
+        raise SystemExit(f"--teacher none: {args.preset} needs a teacher")
+    cfg = apply_overrides(load_preset(args.preset), settings)
+    out = Path(args.runs) / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = start_run(cfg, RunOptions(out=str(out), seed=args.seed, device=args.device, subset=args.subset,
                                         max_minutes=args.minutes))
     return out, summary
 
 
-def started_from(run: Path) -> str:
-    """The flow a flow-1step run was warm-started from (its init_from), or "none"."""
-    return load_checkpoint(find_checkpoint(run))["config"]["train"].get("init_from") or "none"
+def came_from(run: Path) -> tuple[str, str]:
+    """The run's preset and the flow it came from (its distill_from or init_from), or "none"."""
+    config = load_checkpoint(find_checkpoint(run))["config"]
+    train = config["train"]
+    return config["preset"], train.get("distill_from") or train.get("init_from") or "none"
+
+
+def teacher_seconds(run: Path) -> float | None:
+    """A distilled run's seconds to draw the teacher's pairs (None for another run)."""
+    return float(pairs_record(run)["seconds"]) if (run / PAIRS_FILE).is_file() else None
 
 
 def load_any(source: str) -> torch.nn.Module:
@@ -141,12 +157,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(record: dict[str, Any], path: Path) -> None:
-    """Each score against network calls a digit: MeanFlow's steps as one line, the others as points."""
+    """Each score against network calls a digit: the one-step model's steps as one line, the others as points."""
     curves: dict[str, list[tuple[float, dict]]] = {}
     for row in record["rows"]:
         curves.setdefault(row["model"], []).append((row["network_calls"], row))
-    plots.quality_vs_time(curves, record["rows"][0]["real"], f"MeanFlow ({record['training']}) beside its flow and "
-                          f"the GAN, n = {record['samples_per_evaluation']}; digits/s beside each point of the FID panel",
+    title = (f"{record.get('preset', 'meanflow')} ({record['training']}) beside its flow and the GAN, "
+             f"n = {record['samples_per_evaluation']}; digits/s beside each point of the FID panel")
+    plots.quality_vs_time(curves, record["rows"][0]["real"], title,
                           path, x_label="network calls per digit", speed_key="digits_per_second")
 
 
@@ -156,25 +173,27 @@ def main() -> None:
         return plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
     run, summary = (Path(args.run), json.loads((Path(args.run) / "summary.json").read_text())) if args.run \
         else train_student(args)
-    rows = [measure("flow-1step (MeanFlow)", str(run), args.n, args.seed, {"steps": steps})
-            for steps in map(int, args.steps.split(","))]
-    teacher = started_from(run)
+    preset, teacher = came_from(run)
+    rows = [measure(preset, str(run), args.n, args.seed, {"steps": steps}) for steps in map(int, args.steps.split(","))]
     if teacher != "none":
-        rows += [measure("flow it started from", teacher, args.n, args.seed, parse_flow_sampling(spec))
+        rows += [measure("flow it comes from", teacher, args.n, args.seed, parse_flow_sampling(spec))
                  for spec in args.flow_sampling.split(",")]
     rows.append(measure("gan", args.gan, args.n, args.seed))
     device = summary["device"].split(":")[0]
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"meanflow-quality-{time.strftime('%Y-%m-%d')}-{device}"
+    out = Path(args.out) if args.out else \
+        Path(__file__).parent / "results" / f"one-step-quality-{time.strftime('%Y-%m-%d')}-{device}-{preset}"
+    pairs = teacher_seconds(run)
     training = (f"from {teacher}" if teacher != "none" else "from scratch") + \
+        (f" (its pairs: {pairs / 60:.1f} min)" if pairs is not None else "") + \
         f", {summary['epochs_completed']} epochs, {summary['training_seconds'] / 60:.1f} min on {summary['device']}"
-    record = {"command": "benchmarks/meanflow_quality.py " + " ".join(vars_as_options(args)), "run": str(run),
-              "training": training, "summary": summary, "machine": platform.platform(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "samples_per_evaluation": args.n,
-              "seed": args.seed, "rows": rows}
+    record = {"command": "benchmarks/one_step_quality.py " + " ".join(vars_as_options(args)), "run": str(run),
+              "preset": preset, "training": training, "teacher_pairs_seconds": pairs, "summary": summary,
+              "machine": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "samples_per_evaluation": args.n, "seed": args.seed, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), f"# MeanFlow: quality against network calls a digit\n\n`{record['command']}`; "
-                      f"MeanFlow trained {training}; {record['threads']} threads, n = {args.n} per row, seed {args.seed}\n\n"
+    atomic_write_text(out.with_suffix(".md"), f"# {preset}: quality against network calls a digit\n\n`{record['command']}`; "
+                      f"trained {training}; {record['threads']} threads, n = {args.n} per row, seed {args.seed}\n\n"
                       f"{table(rows)}\n")
     plot(record, out.with_suffix(".png"))
     print(f"wrote {out}.json, .md and .png")

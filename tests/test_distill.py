@@ -1,0 +1,180 @@
+"""The one-step flow distilled from a trained flow (preset flow-1step, ``distill_from``): the teacher's
+pairs, the warm start, what the student learns, one call a digit, exact resume without the teacher,
+and every bad source or change refused in one line."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from conftest import one_line_error
+from mnistgen.checkpoint import load_checkpoint
+from mnistgen.cli import main
+
+SUBSET = 64
+
+
+def train(preset, out, *extra):
+    return main(["train", preset, "--subset", str(SUBSET), "--set", "batch_size=32", "--out", str(out),
+                 "--no-progress", "--device", "cpu", "--set", "model_args.width=8", *extra])
+
+
+def distill(out, source, *extra):
+    return train("flow-1step", out, "--set", f"distill_from={source}", *extra)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, mnist):
+    """A tiny flow run (width 8, sampled in 2 Heun steps: 3 calls a digit) to distil."""
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    assert train("flow", out, "--epochs", "1", "--set", "model_args.steps=2") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def student(teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("student") / "run"
+    assert distill(out, teacher, "--epochs", "1") == 0
+    return out
+
+
+def test_the_pairs_are_the_teachers_digits_from_the_runs_noise(teacher, student):
+    from safetensors.torch import load_file
+
+    from mnistgen.data import load_dataset
+    from mnistgen.sampling import load_trained_model
+    from mnistgen.training.distill import NOISE_SEEDS, pair_noise, pairs_record, teacher_digits
+
+    digits = load_file(str(student / "teacher.safetensors"))
+    assert digits["train"].dtype == torch.uint8 and digits["train"].shape == (SUBSET, 28, 28)
+    assert digits["validation"].shape == (SUBSET, 28, 28)  # the subset's test split is shorter than 1,000
+    flow, _ = load_trained_model(teacher)
+    labels = torch.as_tensor(load_dataset(None).y_train[:SUBSET], dtype=torch.long)
+    again = teacher_digits(flow, pair_noise(SUBSET, 0 + NOISE_SEEDS["train"]), labels)
+    assert torch.equal(again, digits["train"])
+    record = pairs_record(student)
+    assert record["teacher"] == str(teacher) and record["steps"] == "2" and float(record["seconds"]) >= 0
+
+
+def test_the_student_starts_as_the_teacher(teacher, tmp_path):
+    from mnistgen.config import apply_overrides, load_preset
+    from mnistgen.sampling import load_trained_model
+    from mnistgen.training import RunOptions, make_trainer
+    from mnistgen.training.distill import DistillTrainer
+
+    cfg = apply_overrides(load_preset("flow-1step"), ["model_args.width=8", "epochs=1", f"distill_from={teacher}"])
+    trainer = make_trainer(cfg, RunOptions(out=str(tmp_path / "run"), subset=SUBSET, device="cpu", progress=False))
+    assert isinstance(trainer, DistillTrainer)
+    (tmp_path / "run").mkdir()
+    trainer.prepare_new_run()
+    flow, _ = load_trained_model(teacher)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")  # the step-0 checkpoint
+    for key, value in flow.net.state_dict().items():
+        assert torch.equal(state["model"][f"net.{key}"], value), key
+        assert torch.equal(state["family"]["ema"][f"module.net.{key}"], value), key
+    assert trainer.x_train.shape == (SUBSET, 2, 28, 28)  # noise and the teacher's digit, sliced together
+
+
+def test_distillation_loss_is_what_one_step_lands_on_and_it_learns():
+    from mnistgen.models.flow_matching import FlowMatching
+
+    torch.manual_seed(0)
+    model = FlowMatching(width=8, patch=2, target="data", steps=1, sampler="euler")
+    noise, labels = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
+    digits = torch.rand(16, 1, 28, 28) * 2 - 1
+    pairs = torch.cat([noise, digits], dim=1)
+    landed = model.decode_latents(noise.flatten(1), labels) * 2 - 1  # sampling's one step, in [-1, 1]
+    expected = torch.nn.functional.mse_loss(landed.clamp(-1, 1), digits)
+    assert model.distillation_loss(pairs, labels)["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.distillation_loss(pairs, labels)["loss"].item()
+    for _ in range(30):
+        opt.zero_grad()
+        model.distillation_loss(pairs, labels)["loss"].backward()
+        opt.step()
+    assert model.distillation_loss(pairs, labels)["loss"].item() < 0.7 * first
+
+
+def test_the_student_samples_in_one_network_call(student):
+    from mnistgen.sampling import load_trained_model, sample_images
+
+    model, _ = load_trained_model(student)
+    calls = []
+    model.net.register_forward_hook(lambda *_: calls.append(1))
+    images = sample_images(model, 10, seed=0)
+    assert images.shape == (10, 28, 28) and len(calls) == 1
+
+
+def test_resume_is_exact_and_does_not_ask_the_teacher_again(teacher, tmp_path):
+    source = tmp_path / "teacher"
+    shutil.copytree(teacher, source)
+    assert distill(tmp_path / "whole", source, "--epochs", "2") == 0
+    assert distill(tmp_path / "halves", source, "--epochs", "1") == 0
+    shutil.rmtree(source)  # the pairs are in the run folder: the teacher may be gone
+    assert main(["train", "--resume", str(tmp_path / "halves"), "--epochs", "2", "--no-progress"]) == 0
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "last.pt")
+    assert whole["global_step"] == halves["global_step"] == 4
+    for key, value in whole["model"].items():
+        assert torch.equal(value, halves["model"][key]), key
+
+
+def test_a_resume_without_readable_pairs_is_one_line_and_changes_nothing(student, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(student, run)
+    (run / "teacher.safetensors").write_bytes(b"not a safetensors file")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    assert "the teacher's digits of this run cannot be read" in one_line_error(capsys)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_the_teacher_cannot_change_on_resume(student, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(student, run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--set", "distill_from=pretrained:flow"]) == 2
+    assert "distill_from cannot change on resume" in one_line_error(capsys)
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory, mnist):
+    out = tmp_path_factory.mktemp("gan") / "run"
+    assert main(["train", "gan", "--subset", str(SUBSET), "--epochs", "1", "--set", "batch_size=32", "--out", str(out),
+                 "--no-progress", "--device", "cpu"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("source, message", [
+    ("GAN", "is a run of model 'fast_gan' (preset gan); it must be a flow_matching run"),
+    ("MISSING", "does not exist"),
+    ("pretrained:nothing", "no pretrained weights named 'nothing'"),
+])
+def test_a_teacher_that_cannot_be_used_is_one_line_and_leaves_no_run(source, message, gan_run, tmp_path, capsys):
+    source = {"GAN": str(gan_run), "MISSING": str(tmp_path / "missing")}.get(source, source)
+    capsys.readouterr()
+    assert distill(tmp_path / "run", source, "--epochs", "1") == 2
+    err = one_line_error(capsys)
+    assert f"distill_from {source}" in err and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_teacher_of_another_shape_is_refused(teacher, tmp_path, capsys):
+    capsys.readouterr()
+    assert distill(tmp_path / "run", teacher, "--epochs", "1", "--set", "model_args.width=16") == 2
+    assert "(width 8 there, 16 here); set model_args to match it" in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "vae", "--dry-run", "--set", "distill_from=runs/flow"], "distill_from applies to model flow_matching"),
+    (["train", "meanflow", "--dry-run", "--set", "distill_from=runs/flow"], "model 'meanflow' would ignore it"),
+    (["train", "flow-1step", "--dry-run", "--set", "distill_from=3"], "distill_from must be text"),
+])
+def test_distill_from_where_it_cannot_apply_is_refused_not_ignored(argv, message, capsys):
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert message in one_line_error(capsys)
