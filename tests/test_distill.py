@@ -107,6 +107,15 @@ def test_the_student_samples_in_one_network_call(student):
     assert images.shape == (10, 28, 28) and len(calls) == 1
 
 
+def test_the_python_api_and_evaluate_take_a_distilled_run(student):
+    import mnistgen
+    from mnistgen.evaluation import evaluate
+
+    x = mnistgen.load(student).generate(4, digit=3)
+    assert x.shape == (4, 1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert evaluate(student, n=20)["samples"]["fid"] >= 0
+
+
 def test_resume_is_exact_and_does_not_ask_the_teacher_again(teacher, tmp_path):
     source = tmp_path / "teacher"
     shutil.copytree(teacher, source)

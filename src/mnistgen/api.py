@@ -3,7 +3,7 @@
 Everything here is re-exported from ``mnistgen`` itself::
 
     import mnistgen
-    model = mnistgen.load("flow")          # shipped weights: "vae", "gan", "flow"
+    model = mnistgen.load("flow")          # shipped weights: "vae", "gan", "flow", "flow-1step"
     x = model.generate(16, digit=7)        # float tensor (16, 1, 28, 28) in [0, 1]
     mnistgen.show(x)                       # a grid, inline in Jupyter; .save("sevens.png")
     mnistgen.score(x)                      # FID, precision, recall, acceptable... as a table
