@@ -36,7 +36,7 @@ from mnistgen.checkpoint import find_checkpoint, load_checkpoint
 from mnistgen.config import apply_overrides, load_preset
 from mnistgen.evaluation import evaluate
 from mnistgen.fileio import atomic_write_text
-from mnistgen.pretrained import load_pretrained
+from mnistgen.pretrained import load_pretrained, read_record
 from mnistgen.sampling import load_trained_model, sample_images, set_sampling
 from mnistgen.training import RunOptions, start_run
 from mnistgen.training.distill import PAIRS_FILE, pairs_record
@@ -60,7 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, help="training minutes")
     parser.add_argument("--subset", type=int, help="train on the first N training digits only (checks)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset setting, as in train")
-    parser.add_argument("--run", help="a finished flow-1step or meanflow run to score instead of training one")
+    parser.add_argument("--run", help="a finished flow-1step or meanflow run (or shipped weights, pretrained:NAME) "
+                                      "to score instead of training one")
     parser.add_argument("--gan", default="pretrained:gan", help="the GAN to compare with: a run or pretrained:NAME")
     parser.add_argument("--steps", default="1,2,4,9,18", help="the one-step model's sampling steps, comma-separated")
     parser.add_argument("--flow-sampling", default=FLOW_SAMPLINGS,
@@ -91,14 +92,28 @@ def train_student(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
 def came_from(run: Path) -> tuple[str, str]:
     """The run's preset and the flow it came from (its distill_from or init_from), or "none"."""
-    config = load_checkpoint(find_checkpoint(run))["config"]
+    config = shipped(run)["config"] if is_shipped(run) else load_checkpoint(find_checkpoint(run))["config"]
     train = config["train"]
     return config["preset"], train.get("distill_from") or train.get("init_from") or "none"
 
 
 def teacher_seconds(run: Path) -> float | None:
-    """A distilled run's seconds to draw the teacher's pairs (None for another run)."""
+    """A distilled run's seconds to draw the teacher's pairs (None for another run, or shipped weights)."""
     return float(pairs_record(run)["seconds"]) if (run / PAIRS_FILE).is_file() else None
+
+
+def is_shipped(run: Path) -> bool:
+    return str(run).startswith(PRETRAINED_PREFIX)
+
+
+def shipped(run: Path) -> dict[str, Any]:
+    """The record of shipped weights named ``pretrained:NAME``."""
+    return read_record(str(run).removeprefix(PRETRAINED_PREFIX))
+
+
+def run_summary(run: Path) -> dict[str, Any]:
+    """How the run trained: its summary.json, or the training record of shipped weights."""
+    return shipped(run)["training"] if is_shipped(run) else json.loads((run / "summary.json").read_text())
 
 
 def load_any(source: str) -> torch.nn.Module:
@@ -171,8 +186,7 @@ def main() -> None:
     args = parse_args()
     if args.replot:
         return plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
-    run, summary = (Path(args.run), json.loads((Path(args.run) / "summary.json").read_text())) if args.run \
-        else train_student(args)
+    run, summary = (Path(args.run), run_summary(Path(args.run))) if args.run else train_student(args)
     preset, teacher = came_from(run)
     rows = [measure(preset, str(run), args.n, args.seed, {"steps": steps}) for steps in map(int, args.steps.split(","))]
     if teacher != "none":

@@ -8,6 +8,7 @@ weights keeps the scores, the float32 run's scores (so the cost of float16 shows
 
 Run:   .venv/bin/python benchmarks/train_pretrained.py vae gan --seed 0
        .venv/bin/python benchmarks/train_pretrained.py flow-1step --run RUN --command "..."   (ship a finished run)
+           [--set model_args.bf16_sampling=true]   (a sampling setting of the shipped config)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from mnistgen.config import apply_overrides, load_preset
+from mnistgen.config import Config, apply_overrides, load_preset
 from mnistgen.evaluation import evaluate
 from mnistgen.fileio import atomic_write_text
 from mnistgen.pretrained import FOLDER_ENV, export_run
@@ -42,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", default="runs/pretrained", help="where the training runs go (not shipped)")
     parser.add_argument("--run", help="ship this finished run of the one preset named instead of training one")
     parser.add_argument("--command", help="with --run: the command that made that run, for the record")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --run: a sampling setting of the shipped config (e.g. model_args.bf16_sampling=true)")
     args = parser.parse_args()
     if args.run and len(args.presets) != 1:
         parser.error("--run ships one run: name its one preset")
@@ -66,6 +69,12 @@ def ship(preset: str, run: Path, summary: dict[str, Any], command: str, args: ar
               "threads": torch.get_num_threads(), "torch": torch.__version__, "training": summary,
               "scores_float32": {k: full["samples"][k] for k in KEPT}}
     path = export_run(run, preset, out, record)
+    if args.set:  # sampling settings of the shipped weights: the float16 scores below are taken with them
+        meta = out / f"{preset}.json"
+        shipped = json.loads(meta.read_text())
+        shipped["config"] = apply_overrides(Config.from_dict(shipped["config"]), args.set).to_dict()
+        record["shipped_with"] = list(args.set)
+        atomic_write_text(meta, json.dumps({**shipped, **record}, indent=2) + "\n")
     os.environ[FOLDER_ENV] = str(out)
     shipped = evaluate(preset, n=args.n, seed=args.seed, pretrained=True)
     record["scores"] = {k: shipped["samples"][k] for k in KEPT}

@@ -187,3 +187,45 @@ def test_distill_from_where_it_cannot_apply_is_refused_not_ignored(argv, message
     capsys.readouterr()
     assert main(argv) == 2
     assert message in one_line_error(capsys)
+
+
+# ------------------------------------------------------------------- sampling in bf16
+def one_step_model(bf16_sampling):
+    from mnistgen.models.flow_matching import FlowMatching
+
+    torch.manual_seed(0)
+    model = FlowMatching(width=8, patch=2, target="data", steps=1, sampler="euler", bf16_sampling=bf16_sampling)
+    torch.nn.init.normal_(model.net.head[-1].weight, std=0.1)  # a head at zero would draw the same grey everywhere
+    return model.eval()
+
+
+def test_bf16_sampling_runs_the_network_in_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import mnistgen.training.precision as precision
+
+    z, labels = torch.randn(8, 784), torch.arange(8)
+    plain, model = one_step_model(False), one_step_model(True)
+    dtypes = []
+    model.net.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    fast = model.decode_latents(z, labels)
+    reference = plain.decode_latents(z, labels)
+    assert dtypes == [torch.bfloat16] and fast.dtype == torch.float32
+    assert (fast - reference).abs().mean() < 0.02 and not torch.equal(fast, reference)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower: float32
+    assert torch.equal(model.decode_latents(z, labels), reference) and dtypes[-1] == torch.float32
+
+
+def test_sampling_without_bf16_leaves_a_callers_autocast_on():
+    """amp's probe times sampling under its own autocast: a model that does not ask for bf16 must not switch it off."""
+    model = one_step_model(False)
+    dtypes = []
+    model.net.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.decode_latents(torch.randn(4, 784), torch.arange(4))
+    assert dtypes == [torch.bfloat16]
+
+
+def test_bf16_sampling_takes_only_a_boolean(capsys):
+    capsys.readouterr()
+    assert main(["train", "flow-1step", "--dry-run", "--set", "model_args.bf16_sampling=maybe"]) == 2
+    assert "model_args.bf16_sampling" in one_line_error(capsys)

@@ -196,6 +196,7 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "steps": Rule(int, low=1, high=1000),  # sampling steps
     "sampler": Rule(str, choices=SAMPLERS),
     "guidance": Rule(float, low=0, high=20),  # classifier-free guidance weight (0: none)
+    "bf16_sampling": Rule(bool),  # sample under bf16 autocast on a CPU with native bf16
     # meanflow
     "train_guidance": Rule(float, low=0, high=20),  # guidance weight folded into the training target
     "interval_share": Rule(float, low=0, high=1),  # share of training draws with r != t

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -249,9 +250,22 @@ class FlowModel(DigitModel):
         low, high = self.data_range
         noise = z.reshape(-1, 1, 28, 28)
         size = self.generation_batch if noise.device.type == "cpu" else max(1, len(noise))
-        images = torch.cat([self.generate(noise[i:i + size], None if labels is None else labels[i:i + size])
-                            for i in range(0, len(noise), size)]) if len(noise) else noise
-        return ((images - low) / (high - low)).clamp(0, 1)
+        # (no autocast context at all when off: a disabled one would switch off a caller's, e.g. amp's probe)
+        bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if self.samples_in_bf16(noise.device) else nullcontext()
+        with bf16:
+            images = torch.cat([self.generate(noise[i:i + size], None if labels is None else labels[i:i + size])
+                                for i in range(0, len(noise), size)]) if len(noise) else noise
+        return ((images.float() - low) / (high - low)).clamp(0, 1)
+
+    # Sample under bf16 autocast where the CPU executes bf16 natively (a model argument of flow_matching).
+    bf16_sampling = False
+
+    def samples_in_bf16(self, device: torch.device) -> bool:
+        if not (self.bf16_sampling and device.type == "cpu"):
+            return False
+        from ..training.precision import cpu_has_native_bf16  # (models do not import the training package at load)
+
+        return cpu_has_native_bf16()
 
     def parts(self) -> dict[str, list[nn.Module]]:
         return {"network": [self.net]}
