@@ -18,7 +18,7 @@ The step that ends at t = 1 is then an Euler step, which lands on x_pred itself.
 
 ``bf16_sampling`` samples under bfloat16 autocast on a CPU that executes bf16 natively (float32
 elsewhere, where bf16 is emulated and slower). For the one-call ``flow-1step`` it doubled the digits per
-second at the same scores (2 cores with AVX-512 BF16: 5,559 against 2,903 digits/s in chunks of 256;
+second at the same scores (2 cores with AVX-512 BF16: 5,685 against 3,024 digits/s in chunks of 256;
 FID 1.79 against 1.81 on 10,000 samples); unmeasured over the flow's 18 calls, so off there.
 """
 
