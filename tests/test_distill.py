@@ -157,17 +157,20 @@ def gan_run(tmp_path_factory, mnist):
     return out
 
 
+@pytest.mark.parametrize("preset, setting", [("flow-1step", "distill_from"), ("meanflow", "init_from")])
 @pytest.mark.parametrize("source, message", [
     ("GAN", "is a run of model 'fast_gan' (preset gan); it must be a flow_matching run"),
     ("MISSING", "does not exist"),
     ("pretrained:nothing", "no pretrained weights named 'nothing'"),
 ])
-def test_a_teacher_that_cannot_be_used_is_one_line_and_leaves_no_run(source, message, gan_run, tmp_path, capsys):
+def test_a_flow_that_cannot_be_used_is_one_line_and_leaves_no_run(preset, setting, source, message, gan_run, tmp_path,
+                                                                   capsys):
+    """The same for both one-step presets: distillation's teacher and MeanFlow's warm start."""
     source = {"GAN": str(gan_run), "MISSING": str(tmp_path / "missing")}.get(source, source)
     capsys.readouterr()
-    assert distill(tmp_path / "run", source, "--epochs", "1") == 2
+    assert train(preset, tmp_path / "run", "--epochs", "1", "--set", f"{setting}={source}") == 2
     err = one_line_error(capsys)
-    assert f"distill_from {source}" in err and message in err
+    assert f"{setting} {source}" in err and message in err
     assert not (tmp_path / "run").exists()
 
 

@@ -333,28 +333,6 @@ def test_resume_is_exact_and_does_not_read_init_from_again(flow_run, tmp_path):
         assert torch.equal(value, halves["family"]["ema"][key]), key
 
 
-@pytest.fixture(scope="module")
-def gan_run(tmp_path_factory, mnist):
-    out = tmp_path_factory.mktemp("gan") / "run"
-    assert main(["train", "gan", "--subset", "64", "--epochs", "1", "--set", "batch_size=32", "--out", str(out),
-                 "--no-progress", "--device", "cpu"]) == 0
-    return out
-
-
-@pytest.mark.parametrize("init_from, message", [
-    ("GAN", "is a run of model 'fast_gan' (preset gan); it must be a flow_matching run"),
-    ("MISSING", "does not exist"),
-    ("pretrained:nothing", "no pretrained weights named 'nothing'"),
-])
-def test_a_source_that_cannot_warm_start_is_one_line_and_leaves_no_run(init_from, message, gan_run, tmp_path, capsys):
-    source = {"GAN": str(gan_run), "MISSING": str(tmp_path / "missing")}.get(init_from, init_from)
-    capsys.readouterr()
-    assert train("meanflow", tmp_path / "run", "--epochs", "1", "--set", f"init_from={source}") == 2
-    err = capsys.readouterr().err
-    assert f"init_from {source}" in err and message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "run").exists()
-
-
 def test_a_flow_of_another_shape_or_target_is_refused(flow_run, tmp_path, capsys):
     assert train("meanflow", tmp_path / "a", "--epochs", "1", "--set", f"init_from={flow_run}",
                  "--set", "model_args.width=16") == 2
