@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mnistgen.data import IDX_NAMES
 
@@ -88,6 +89,27 @@ def make_tiny_trainer(out, preset="vae", **overrides):
     trainer = make_trainer(cfg, RunOptions(out=str(out), subset=64, device="cpu", progress=False))
     trainer.prepare_new_run()
     return trainer
+
+
+def start_from_flow(out, preset, setting, flow_run, subset=64):
+    """A new width-8 run of ``preset`` whose ``setting`` names ``flow_run``, prepared up to its step-0
+    checkpoint; checks that the checkpoint's network and EMA hold the flow's sampling weights. Returns the
+    trainer and that checkpoint."""
+    from mnistgen.checkpoint import load_checkpoint
+    from mnistgen.config import apply_overrides, load_preset
+    from mnistgen.sampling import load_trained_model
+    from mnistgen.training import RunOptions, make_trainer
+
+    cfg = apply_overrides(load_preset(preset), ["model_args.width=8", "epochs=1", f"{setting}={flow_run}"])
+    trainer = make_trainer(cfg, RunOptions(out=str(out), subset=subset, device="cpu", progress=False))
+    Path(out).mkdir()
+    trainer.prepare_new_run()
+    flow, _ = load_trained_model(flow_run)
+    state = load_checkpoint(Path(out) / "checkpoints" / "last.pt")
+    for key, value in flow.net.state_dict().items():
+        assert torch.equal(state["model"][f"net.{key}"], value), key
+        assert torch.equal(state["family"]["ema"][f"module.net.{key}"], value), key
+    return trainer, state
 
 
 @pytest.fixture(scope="session")

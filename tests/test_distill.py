@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import one_line_error
+from conftest import one_line_error, start_from_flow
 from mnistgen.checkpoint import load_checkpoint
 from mnistgen.cli import main
 
@@ -59,21 +59,10 @@ def test_the_pairs_are_the_teachers_digits_from_the_runs_noise(teacher, student)
 
 
 def test_the_student_starts_as_the_teacher(teacher, tmp_path):
-    from mnistgen.config import apply_overrides, load_preset
-    from mnistgen.sampling import load_trained_model
-    from mnistgen.training import RunOptions, make_trainer
     from mnistgen.training.distill import DistillTrainer
 
-    cfg = apply_overrides(load_preset("flow-1step"), ["model_args.width=8", "epochs=1", f"distill_from={teacher}"])
-    trainer = make_trainer(cfg, RunOptions(out=str(tmp_path / "run"), subset=SUBSET, device="cpu", progress=False))
+    trainer, _ = start_from_flow(tmp_path / "run", "flow-1step", "distill_from", teacher, subset=SUBSET)
     assert isinstance(trainer, DistillTrainer)
-    (tmp_path / "run").mkdir()
-    trainer.prepare_new_run()
-    flow, _ = load_trained_model(teacher)
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")  # the step-0 checkpoint
-    for key, value in flow.net.state_dict().items():
-        assert torch.equal(state["model"][f"net.{key}"], value), key
-        assert torch.equal(state["family"]["ema"][f"module.net.{key}"], value), key
     assert trainer.x_train.shape == (SUBSET, 2, 28, 28)  # noise and the teacher's digit, sliced together
 
 
@@ -116,18 +105,22 @@ def test_the_python_api_and_evaluate_take_a_distilled_run(student):
     assert evaluate(student, n=20)["samples"]["fid"] >= 0
 
 
-def test_resume_is_exact_and_does_not_ask_the_teacher_again(teacher, tmp_path):
-    source = tmp_path / "teacher"
+@pytest.mark.parametrize("preset, setting", [("flow-1step", "distill_from"), ("meanflow", "init_from")])
+def test_resume_is_exact_and_does_not_read_the_flow_again(preset, setting, teacher, tmp_path):
+    """Both one-step presets: the teacher's digits (distillation) or the warm start's weights (MeanFlow) are
+    in the run, so a resume needs neither the flow nor its folder."""
+    source = tmp_path / "flow"
     shutil.copytree(teacher, source)
-    assert distill(tmp_path / "whole", source, "--epochs", "2") == 0
-    assert distill(tmp_path / "halves", source, "--epochs", "1") == 0
-    shutil.rmtree(source)  # the pairs are in the run folder: the teacher may be gone
+    assert train(preset, tmp_path / "whole", "--epochs", "2", "--set", f"{setting}={source}") == 0
+    assert train(preset, tmp_path / "halves", "--epochs", "1", "--set", f"{setting}={source}") == 0
+    shutil.rmtree(source)
     assert main(["train", "--resume", str(tmp_path / "halves"), "--epochs", "2", "--no-progress"]) == 0
     whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
     halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "last.pt")
     assert whole["global_step"] == halves["global_step"] == 4
-    for key, value in whole["model"].items():
-        assert torch.equal(value, halves["model"][key]), key
+    for weights, resumed in ((whole["model"], halves["model"]), (whole["family"]["ema"], halves["family"]["ema"])):
+        for key, value in weights.items():
+            assert torch.equal(value, resumed[key]), key
 
 
 def test_a_resume_without_readable_pairs_is_one_line_and_changes_nothing(student, tmp_path, capsys):

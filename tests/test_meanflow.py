@@ -5,13 +5,12 @@ and the commands (train, sample, evaluate, serve, the Python API) on a tiny run.
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from mnistgen.checkpoint import load_checkpoint
+from conftest import start_from_flow
 from mnistgen.cli import main
 from mnistgen.models.flow_matching import FlowMatching
 from mnistgen.models.meanflow import ADAPTIVE_C, MeanFlow, meanflow_target
@@ -298,39 +297,11 @@ def flow_run(tmp_path_factory, mnist):
 
 
 def test_a_new_run_starts_from_the_flows_sampling_weights(flow_run, tmp_path):
-    from mnistgen.config import apply_overrides, load_preset
-    from mnistgen.sampling import load_trained_model
-    from mnistgen.training import RunOptions, make_trainer
     from mnistgen.training.meanflow import MeanFlowTrainer
 
-    cfg = apply_overrides(load_preset("meanflow"), ["model_args.width=8", "epochs=1", f"init_from={flow_run}"])
-    trainer = make_trainer(cfg, RunOptions(out=str(tmp_path / "run"), subset=64, device="cpu", progress=False))
+    trainer, state = start_from_flow(tmp_path / "run", "meanflow", "init_from", flow_run)
     assert isinstance(trainer, MeanFlowTrainer)
-    (tmp_path / "run").mkdir()
-    trainer.prepare_new_run()
-    flow, _ = load_trained_model(flow_run)
-    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")  # the step-0 checkpoint
-    for key, value in flow.net.state_dict().items():
-        assert torch.equal(state["model"][f"net.{key}"], value), key
-        assert torch.equal(state["family"]["ema"][f"module.net.{key}"], value), key
     assert not state["model"]["net.interval_mlp.2.weight"].any()
-
-
-def test_resume_is_exact_and_does_not_read_init_from_again(flow_run, tmp_path):
-    source = tmp_path / "flow"
-    shutil.copytree(flow_run, source)
-    warm = ["--set", f"init_from={source}"]
-    assert train("meanflow", tmp_path / "whole", "--epochs", "2", *warm) == 0
-    assert train("meanflow", tmp_path / "halves", "--epochs", "1", *warm) == 0
-    shutil.rmtree(source)  # a resumed run has its own weights: the flow it started from may be gone
-    assert main(["train", "--resume", str(tmp_path / "halves"), "--epochs", "2", "--no-progress"]) == 0
-    whole = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
-    halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "last.pt")
-    assert whole["global_step"] == halves["global_step"] == 4
-    for key, value in whole["model"].items():
-        assert torch.equal(value, halves["model"][key]), key
-    for key, value in whole["family"]["ema"].items():
-        assert torch.equal(value, halves["family"]["ema"][key]), key
 
 
 def test_a_flow_of_another_shape_or_target_is_refused(flow_run, tmp_path, capsys):
