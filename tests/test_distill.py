@@ -86,6 +86,59 @@ def test_distillation_loss_is_what_one_step_lands_on_and_it_learns():
     assert model.distillation_loss(pairs, labels)["loss"].item() < 0.7 * first
 
 
+@pytest.mark.parametrize("target", ["data", "velocity"])
+def test_a_pair_on_the_path_teaches_where_the_samplers_last_step_lands(target, monkeypatch):
+    """At t = 0.5 on the straight line from the noise to the teacher's digit, the loss is the distance from
+    the digit to where a 2-step Euler sampler's second step lands from there."""
+    from mnistgen.models.flow_matching import FlowMatching
+
+    torch.manual_seed(0)
+    model = FlowMatching(width=8, patch=2, target=target, steps=2, sampler="euler", distill_path_share=0.5).eval()
+    torch.nn.init.normal_(model.net.head[-1].weight, std=0.1)
+    noise, digits, labels = torch.randn(8, 1, 28, 28), torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8)
+    monkeypatch.setattr(model, "distillation_times", lambda n, device: torch.full((n,), 0.5))
+    halfway = (noise + digits) / 2
+    landed = halfway + 0.5 * model.predict(halfway, 0.5, labels)
+    expected = torch.nn.functional.mse_loss(landed, digits)
+    got = model.distillation_loss(torch.cat([noise, digits], dim=1), labels)["loss"]
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_the_path_share_decides_how_many_pairs_start_after_t_0():
+    from mnistgen.models.flow_matching import FlowMatching
+
+    torch.manual_seed(0)
+    times = FlowMatching(width=8, distill_path_share=0.3).distillation_times(10_000, torch.device("cpu"))
+    assert 0.27 < (times > 0).float().mean().item() < 0.33 and times.max().item() < 1
+    model = FlowMatching(width=8)
+    state = torch.get_rng_state()
+    assert not model.distillation_times(16, torch.device("cpu")).any()
+    assert torch.equal(torch.get_rng_state(), state)  # share 0 draws nothing: older runs repeat exactly
+
+
+def test_pseudo_huber_is_the_distance_of_each_digit_softened_near_zero():
+    from mnistgen.models.flow_matching import HUBER_C, FlowMatching
+
+    model = FlowMatching(width=8, distill_loss="pseudo-huber")
+    digit = torch.zeros(2, 1, 28, 28)
+    landing = digit.clone()
+    landing[0, 0, 0, :4] = 0.5  # image 0: error of norm 1; image 1: none
+    loss = model.distance(landing, digit).item()
+    assert loss == pytest.approx(((1 + HUBER_C ** 2) ** 0.5 - HUBER_C) / 2, rel=1e-5)
+    assert model.distance(digit, digit).item() == pytest.approx(0, abs=1e-8)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model_args.distill_loss=l1", "model_args.distill_loss"),
+    ("model_args.distill_path_share=1", "model_args.distill_path_share"),
+    ("model_args.distill_path_share=-0.1", "model_args.distill_path_share"),
+])
+def test_bad_distillation_settings_are_one_line(setting, message, capsys):
+    capsys.readouterr()
+    assert main(["train", "flow-1step", "--dry-run", "--set", setting]) == 2
+    assert message in one_line_error(capsys)
+
+
 def test_the_student_samples_in_one_network_call(student):
     from mnistgen.sampling import load_trained_model, sample_images
 

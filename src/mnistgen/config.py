@@ -30,6 +30,7 @@ FAMILIES = ("vae", "gan", "flow")
 SAMPLERS = ("euler", "heun")  # how a flow model integrates its ODE (models/flow_matching.py)
 TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
 TARGETS = ("velocity", "data")
+DISTILL_LOSSES = ("mse", "pseudo-huber")
 GAN_LOSSES = ("bce", "hinge", "wasserstein", "wgan-gp")
 SWITCH = ("off", "cuda", "on")  # amp / compile: never, only on a CUDA device, everywhere
 # amp also takes "auto": on only on a CPU with native bfloat16 that measures faster (training/precision.py)
@@ -197,6 +198,8 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "sampler": Rule(str, choices=SAMPLERS),
     "guidance": Rule(float, low=0, high=20),  # classifier-free guidance weight (0: none)
     "bf16_sampling": Rule(bool),  # sample under bf16 autocast on a CPU with native bf16
+    "distill_loss": Rule(str, choices=DISTILL_LOSSES),  # a distilled flow's distance to the teacher's digit
+    "distill_path_share": FRACTION,  # share of distillation draws on the straight path at t > 0 (reflow)
     # meanflow
     "train_guidance": Rule(float, low=0, high=20),  # guidance weight folded into the training target
     "interval_share": Rule(float, low=0, high=1),  # share of training draws with r != t
