@@ -91,7 +91,7 @@ def make_tiny_trainer(out, preset="vae", **overrides):
     return trainer
 
 
-def start_from_flow(out, preset, setting, flow_run, subset=64):
+def start_from_flow(out, preset, setting, flow_run, subset=64, overrides=()):
     """A new width-8 run of ``preset`` whose ``setting`` names ``flow_run``, prepared up to its step-0
     checkpoint; checks that the checkpoint's network and EMA hold the flow's sampling weights. Returns the
     trainer and that checkpoint."""
@@ -100,7 +100,8 @@ def start_from_flow(out, preset, setting, flow_run, subset=64):
     from mnistgen.sampling import load_trained_model
     from mnistgen.training import RunOptions, make_trainer
 
-    cfg = apply_overrides(load_preset(preset), ["model_args.width=8", "epochs=1", f"{setting}={flow_run}"])
+    cfg = apply_overrides(load_preset(preset), ["model_args.width=8", "epochs=1", f"{setting}={flow_run}",
+                                                 *overrides])
     trainer = make_trainer(cfg, RunOptions(out=str(out), subset=subset, device="cpu", progress=False))
     Path(out).mkdir()
     trainer.prepare_new_run()

@@ -68,6 +68,7 @@ def test_the_student_starts_as_the_teacher(teacher, tmp_path):
 
 def test_distillation_loss_is_what_one_step_lands_on_and_it_learns():
     from mnistgen.models.flow_matching import FlowMatching
+    from mnistgen.training.distill import distillation_loss
 
     torch.manual_seed(0)
     model = FlowMatching(width=8, patch=2, target="data", steps=1, sampler="euler")
@@ -76,14 +77,14 @@ def test_distillation_loss_is_what_one_step_lands_on_and_it_learns():
     pairs = torch.cat([noise, digits], dim=1)
     landed = model.decode_latents(noise.flatten(1), labels) * 2 - 1  # sampling's one step, in [-1, 1]
     expected = torch.nn.functional.mse_loss(landed.clamp(-1, 1), digits)
-    assert model.distillation_loss(pairs, labels)["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert distillation_loss(model, pairs, labels)["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = model.distillation_loss(pairs, labels)["loss"].item()
+    first = distillation_loss(model, pairs, labels)["loss"].item()
     for _ in range(30):
         opt.zero_grad()
-        model.distillation_loss(pairs, labels)["loss"].backward()
+        distillation_loss(model, pairs, labels)["loss"].backward()
         opt.step()
-    assert model.distillation_loss(pairs, labels)["loss"].item() < 0.7 * first
+    assert distillation_loss(model, pairs, labels)["loss"].item() < 0.7 * first
 
 
 @pytest.mark.parametrize("target", ["data", "velocity"])
@@ -91,52 +92,65 @@ def test_a_pair_on_the_path_teaches_where_the_samplers_last_step_lands(target, m
     """At t = 0.5 on the straight line from the noise to the teacher's digit, the loss is the distance from
     the digit to where a 2-step Euler sampler's second step lands from there."""
     from mnistgen.models.flow_matching import FlowMatching
+    from mnistgen.training import distill
 
     torch.manual_seed(0)
-    model = FlowMatching(width=8, patch=2, target=target, steps=2, sampler="euler", distill_path_share=0.5).eval()
+    model = FlowMatching(width=8, patch=2, target=target, steps=2, sampler="euler").eval()
     torch.nn.init.normal_(model.net.head[-1].weight, std=0.1)
     noise, digits, labels = torch.randn(8, 1, 28, 28), torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8)
-    monkeypatch.setattr(model, "distillation_times", lambda n, device: torch.full((n,), 0.5))
+    monkeypatch.setattr(distill, "distillation_times", lambda n, share, device: torch.full((n,), share))
     halfway = (noise + digits) / 2
     landed = halfway + 0.5 * model.predict(halfway, 0.5, labels)
     expected = torch.nn.functional.mse_loss(landed, digits)
-    got = model.distillation_loss(torch.cat([noise, digits], dim=1), labels)["loss"]
+    got = distill.distillation_loss(model, torch.cat([noise, digits], dim=1), labels, path_share=0.5)["loss"]
     assert got.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_the_path_share_decides_how_many_pairs_start_after_t_0():
-    from mnistgen.models.flow_matching import FlowMatching
+    from mnistgen.training.distill import distillation_times
 
     torch.manual_seed(0)
-    times = FlowMatching(width=8, distill_path_share=0.3).distillation_times(10_000, torch.device("cpu"))
+    times = distillation_times(10_000, 0.3, torch.device("cpu"))
     assert 0.27 < (times > 0).float().mean().item() < 0.33 and times.max().item() < 1
-    model = FlowMatching(width=8)
     state = torch.get_rng_state()
-    assert not model.distillation_times(16, torch.device("cpu")).any()
+    assert not distillation_times(16, 0.0, torch.device("cpu")).any()
     assert torch.equal(torch.get_rng_state(), state)  # share 0 draws nothing: older runs repeat exactly
 
 
 def test_pseudo_huber_is_the_distance_of_each_digit_softened_near_zero():
-    from mnistgen.models.flow_matching import HUBER_C, FlowMatching
+    from mnistgen.training.distill import HUBER_C, digit_distance
 
-    model = FlowMatching(width=8, distill_loss="pseudo-huber")
     digit = torch.zeros(2, 1, 28, 28)
     landing = digit.clone()
     landing[0, 0, 0, :4] = 0.5  # image 0: error of norm 1; image 1: none
-    loss = model.distance(landing, digit).item()
+    loss = digit_distance(landing, digit, "pseudo-huber").item()
     assert loss == pytest.approx(((1 + HUBER_C ** 2) ** 0.5 - HUBER_C) / 2, rel=1e-5)
-    assert model.distance(digit, digit).item() == pytest.approx(0, abs=1e-8)
+    assert digit_distance(digit, digit, "pseudo-huber").item() == pytest.approx(0, abs=1e-8)
+
+
+def test_the_trainer_trains_and_validates_on_its_settings(teacher, tmp_path):
+    trainer, _ = start_from_flow(tmp_path / "run", "flow-1step", "distill_from", teacher, subset=SUBSET,
+                                 overrides=["train.distill_loss=pseudo-huber", "train.distill_path_share=0.5"])
+    for loss in (trainer.loss_fn, trainer.loss_of(trainer.sampling_model())):
+        assert loss.keywords == {"distance": "pseudo-huber", "path_share": 0.5}
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("model_args.distill_loss=l1", "model_args.distill_loss"),
-    ("model_args.distill_path_share=1", "model_args.distill_path_share"),
-    ("model_args.distill_path_share=-0.1", "model_args.distill_path_share"),
+    ("train.distill_loss=l1", "distill_loss must be one of mse, pseudo-huber"),
+    ("distill_path_share=1", "distill_path_share=1"),
+    ("distill_path_share=-0.1", "distill_path_share=-0.1"),
 ])
 def test_bad_distillation_settings_are_one_line(setting, message, capsys):
     capsys.readouterr()
     assert main(["train", "flow-1step", "--dry-run", "--set", setting]) == 2
     assert message in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("setting", ["train.distill_loss=pseudo-huber", "train.distill_path_share=0.3"])
+def test_distillation_settings_without_a_teacher_are_refused(setting, capsys):
+    capsys.readouterr()
+    assert main(["train", "flow", "--dry-run", "--set", setting]) == 2
+    assert "applies to a distilled flow" in one_line_error(capsys)
 
 
 def test_the_student_samples_in_one_network_call(student):

@@ -164,6 +164,10 @@ class TrainSettings:
     # flow_matching: a new run learns to draw in one step what this trained flow (a run folder, a checkpoint,
     # or pretrained:NAME) draws in its steps, from its weights and its digits (training/distill.py); "": off.
     distill_from: str = setting("", Rule(str))
+    # with distill_from: the student's distance to the teacher's digit, and the share of its draws that
+    # start on the straight noise-to-digit line at a uniform t > 0 instead of at the noise (reflow)
+    distill_loss: str = setting("mse", Rule(str, choices=DISTILL_LOSSES))
+    distill_path_share: float = setting(0.0, FRACTION)
     # quality during training (every family): score eval_n samples every eval_every epochs (0: never)
     eval_every: int = setting(0, COUNT)
     eval_n: int = setting(1000, Rule(int, low=2, high=100_000))  # 2: the fewest FID can be computed on
@@ -198,8 +202,6 @@ MODEL_ARG_RULES: dict[str, Rule] = {
     "sampler": Rule(str, choices=SAMPLERS),
     "guidance": Rule(float, low=0, high=20),  # classifier-free guidance weight (0: none)
     "bf16_sampling": Rule(bool),  # sample under bf16 autocast on a CPU with native bf16
-    "distill_loss": Rule(str, choices=DISTILL_LOSSES),  # a distilled flow's distance to the teacher's digit
-    "distill_path_share": FRACTION,  # share of distillation draws on the straight path at t > 0 (reflow)
     # meanflow
     "train_guidance": Rule(float, low=0, high=20),  # guidance weight folded into the training target
     "interval_share": Rule(float, low=0, high=1),  # share of training draws with r != t
@@ -279,6 +281,11 @@ class Config:
         if train.get("distill_from") and model != "flow_matching":
             raise ConfigError(f"distill_from applies to model flow_matching (e.g. preset flow-1step); "
                               f"model {model!r} would ignore it")
+        distilling = [k for k in ("distill_loss", "distill_path_share") if k in train
+                      and train[k] != getattr(TrainSettings, k)]  # (the class attribute is the default)
+        if distilling and not train.get("distill_from"):
+            raise ConfigError(f"{distilling[0]} applies to a distilled flow (distill_from, e.g. preset flow-1step); "
+                              f"this run distils nothing")
         return cls(**d, train=TrainSettings(**train))
 
 

@@ -27,29 +27,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import DISTILL_LOSSES, SAMPLERS, TARGETS, TIME_DISTRIBUTIONS
+from ..config import SAMPLERS, TARGETS, TIME_DISTRIBUTIONS
 from .base import FlowModel
 from .unet import DigitUNet
 
 # Least 1 - t in the velocity of a data-predicting network: its divisor (t = 1 itself is never asked).
 MIN_REMAINING = 1e-3
-# The pseudo-Huber constant of improved consistency training, 0.00054 * sqrt(pixels): 0.0151 for 28x28.
-HUBER_C = 0.00054 * 28
 
 
 class FlowMatching(FlowModel):
     def __init__(self, width: int = 32, blocks: int = 1, attention: bool = False, patch: int = 1, num_classes: int = 10,
                  label_dropout: float = 0.1, time_distribution: str = "uniform", steps: int = 8,
                  sampler: str = "heun", guidance: float = 0.0, temperature: float = 1.0, target: str = "velocity",
-                 bf16_sampling: bool = False, distill_loss: str = "mse", distill_path_share: float = 0.0):
+                 bf16_sampling: bool = False):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         if time_distribution not in TIME_DISTRIBUTIONS:
             raise ValueError(f"time_distribution must be one of {', '.join(TIME_DISTRIBUTIONS)}, not {time_distribution!r}")
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-        if distill_loss not in DISTILL_LOSSES:
-            raise ValueError(f"distill_loss must be one of {', '.join(DISTILL_LOSSES)}, not {distill_loss!r}")
         net = DigitUNet(width=width, blocks=blocks, num_classes=num_classes, attention=attention, patch=patch)
         super().__init__(net, num_classes=num_classes, steps=steps, guidance=guidance, temperature=temperature,
                          label_dropout=label_dropout)
@@ -57,8 +53,6 @@ class FlowMatching(FlowModel):
         self.sampler = sampler
         self.target = target
         self.bf16_sampling = bf16_sampling
-        self.distill_loss = distill_loss
-        self.distill_path_share = distill_path_share
 
     def draw_times(self, n: int, device: torch.device) -> torch.Tensor:
         if self.time_distribution == "logit-normal":
@@ -71,36 +65,6 @@ class FlowMatching(FlowModel):
         x_t = torch.lerp(noise, x, t[:, None, None, None].to(x.dtype))
         out = self.net(x_t, t, self.drop_labels(labels))
         return {"loss": F.mse_loss(out.float(), (x if self.target == "data" else x - noise).float())}
-
-    def distillation_loss(self, pairs: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """How far from the teacher's digit one Euler step lands: ``pairs`` (N, 2, 28, 28), channel 0 the
-        noise, 1 the digit a teacher's sampler made of it (see ``training/distill.py``). The step starts at
-        t = 0 from the noise, or, for a share ``distill_path_share`` of the pairs, at a uniform t on the
-        straight line from the noise to the digit (reflow: those points teach the later steps of a
-        few-step sampling the same landing point)."""
-        noise, digit = pairs[:, :1], pairs[:, 1:]
-        t = self.distillation_times(len(pairs), pairs.device)
-        x_t = torch.lerp(noise, digit, t[:, None, None, None].to(noise.dtype))
-        out = self.net(x_t, t.to(noise.dtype), labels)
-        landing = out if self.target == "data" else x_t + (1 - t)[:, None, None, None] * out
-        return {"loss": self.distance(landing.float(), digit.float())}
-
-    def distillation_times(self, n: int, device: torch.device) -> torch.Tensor:
-        """t = 0, or uniform on [0, 1) for each pair with probability ``distill_path_share`` (no random
-        numbers are drawn at share 0, so such runs repeat those trained before the share existed)."""
-        t = torch.zeros(n, device=device)
-        if self.distill_path_share > 0:
-            on_path = torch.rand(n, device=device) < self.distill_path_share
-            t = torch.where(on_path, torch.rand(n, device=device), t)
-        return t
-
-    def distance(self, landing: torch.Tensor, digit: torch.Tensor) -> torch.Tensor:
-        """``distill_loss``: mse per pixel, or pseudo-Huber sqrt(|d|^2 + c^2) - c on each image's error d,
-        which weighs a digit's large errors less than their square does (Song and Dhariwal 2023)."""
-        if self.distill_loss == "mse":
-            return F.mse_loss(landing, digit)
-        squared = (landing - digit).pow(2).flatten(1).sum(1)
-        return (torch.sqrt(squared + HUBER_C ** 2) - HUBER_C).mean()
 
     def predict(self, x: torch.Tensor, t: float, labels: torch.Tensor | None) -> torch.Tensor:
         """The velocity at (x, t) (with guidance); linear in the network's output, so guiding a data

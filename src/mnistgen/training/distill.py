@@ -5,7 +5,7 @@ A new run first asks the teacher (a flow_matching run folder, a checkpoint, or `
 for one digit per training label: from seeded noise, in the teacher's own sampling (its steps, sampler
 and guidance). The pairs (noise, teacher's digit) are the training set; the student, a flow_matching
 network of the teacher's shape that starts from the teacher's weights, learns to land on the teacher's
-digit in one Euler step from the same noise (``FlowMatching.distillation_loss``). This is knowledge
+digit in one Euler step from the same noise (``distillation_loss``). This is knowledge
 distillation of a sampler (Luhman and Luhman 2021) on rectified flow's straight-ish paths (Liu et al.
 2022): it costs one pass of the teacher's sampler over the pairs, then plain regression.
 
@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import to_float_images
 from ..errors import MnistgenError
 from ..fileio import atomic_write
+from ..models import FlowModel
 from ..models.flow_matching import FlowMatching
 from .flow import FlowTrainer
 from .meanflow import check_fits, read_flow
@@ -39,6 +43,41 @@ PAIRS_FILE = "teacher.safetensors"
 VALIDATION_PAIRS = 1000  # the first test labels: enough to see overfitting, 3 seconds of the teacher's time
 NOISE_SEEDS = {"train": 1, "validation": 2}  # added to the run's seed; evaluation's seed 0 draws other noise
 TEACHER_BATCH = 256  # the teacher's chunk on a CPU (see FlowModel.generation_batch)
+# The pseudo-Huber constant of improved consistency training, 0.00054 * sqrt(pixels): 0.0151 for 28x28.
+HUBER_C = 0.00054 * 28
+
+
+def distillation_loss(student: FlowMatching, pairs: torch.Tensor, labels: torch.Tensor | None = None,
+                      distance: str = "mse", path_share: float = 0.0) -> dict[str, torch.Tensor]:
+    """How far from the teacher's digit one Euler step of ``student`` lands: ``pairs`` (N, 2, 28, 28),
+    channel 0 the noise, 1 the digit the teacher made of it. The step starts at t = 0 from the noise, or,
+    for a share ``path_share`` of the pairs, at a uniform t on the straight line from the noise to the
+    digit (reflow: those points teach a few-step sampler's later steps the same landing point)."""
+    noise, digit = pairs[:, :1], pairs[:, 1:]
+    t = distillation_times(len(pairs), path_share, pairs.device)
+    x_t = torch.lerp(noise, digit, t[:, None, None, None].to(noise.dtype))
+    out = student.net(x_t, t.to(noise.dtype), labels)
+    landing = out if student.target == "data" else x_t + (1 - t)[:, None, None, None] * out
+    return {"loss": digit_distance(landing.float(), digit.float(), distance)}
+
+
+def distillation_times(n: int, path_share: float, device: torch.device) -> torch.Tensor:
+    """t = 0, or uniform on [0, 1) for each pair with probability ``path_share`` (no random numbers are
+    drawn at share 0, so such runs repeat those trained before the share existed)."""
+    t = torch.zeros(n, device=device)
+    if path_share > 0:
+        on_path = torch.rand(n, device=device) < path_share
+        t = torch.where(on_path, torch.rand(n, device=device), t)
+    return t
+
+
+def digit_distance(landing: torch.Tensor, digit: torch.Tensor, distance: str) -> torch.Tensor:
+    """``mse`` per pixel, or ``pseudo-huber`` sqrt(|d|^2 + c^2) - c of each image's error d, which weighs
+    a digit's large errors less than their square does (Song and Dhariwal 2023)."""
+    if distance == "mse":
+        return F.mse_loss(landing, digit)
+    squared = (landing - digit).pow(2).flatten(1).sum(1)
+    return (torch.sqrt(squared + HUBER_C ** 2) - HUBER_C).mean()
 
 
 def pair_noise(n: int, seed: int) -> torch.Tensor:
@@ -66,13 +105,19 @@ def as_pairs(noise: torch.Tensor, digits: torch.Tensor, device: torch.device) ->
 
 class DistillTrainer(FlowTrainer):
     model: FlowMatching  # config.py refuses distill_from for any other model
-    loss_method = "distillation_loss"  # on the (noise, teacher's digit) pairs
 
     def setup(self) -> None:
         if self.world.size > 1:
             raise MnistgenError("distill_from trains in one process: the teacher's pairs are made once, by it "
                                 "(run it without torchrun)")
         super().setup()
+
+    def training_loss(self) -> Callable[..., dict[str, torch.Tensor]]:
+        return self.loss_of(self.model)  # one process (setup refuses more): no DDP wrapper to go through
+
+    def loss_of(self, model: FlowModel) -> Callable[..., dict[str, torch.Tensor]]:
+        """``distillation_loss`` on the (noise, teacher's digit) pairs, with this run's settings."""
+        return partial(distillation_loss, cast(FlowMatching, model), distance=self.t.distill_loss, path_share=self.t.distill_path_share)
 
     # ------------------------------------------------------------------ the pairs
     def make_pairs(self) -> None:

@@ -13,6 +13,7 @@ the budget is the schedule that did best under a fixed budget in Li, Yumer and R
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -26,13 +27,20 @@ VALIDATION_SEED = 0
 
 class FlowTrainer(Trainer):
     model: FlowModel  # the family this loop trains (make_trainer picks it by the config's family)
-    loss_method = "loss"  # the model's method that trains and validates it: (batch, labels) -> loss terms
 
     def setup(self) -> None:
         self.estimated_steps = math.inf  # a time budget's steps, once measured (decay_horizon)
         self.opt = self.optimizer(self.model.parameters(), self.t.lr)
         self.ema = make_ema(self.model, self.t.ema_decay)
-        self.loss_fn = self.maybe_compile(self.parallel(self.loss_method))
+        self.loss_fn = self.maybe_compile(self.training_loss())
+
+    def training_loss(self) -> Callable[..., dict[str, torch.Tensor]]:
+        """What a training step calls: (batch, labels) -> loss terms."""
+        return self.parallel("loss")
+
+    def loss_of(self, model: FlowModel) -> Callable[..., dict[str, torch.Tensor]]:
+        """The same loss for ``model`` (the EMA's weights, in validation)."""
+        return model.loss
 
     def set_learning_rate(self) -> None:
         """Warm-up and decay by step count, so a resumed run continues on the same schedule."""
@@ -73,7 +81,7 @@ class FlowTrainer(Trainer):
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(VALIDATION_SEED)
-            return self.validation_terms(model, getattr(model, self.loss_method))
+            return self.validation_terms(model, self.loss_of(model))
 
     def sampling_model(self) -> FlowModel:
         return cast(FlowModel, self.ema.module) if self.ema is not None else self.model  # the EMA wraps self.model
