@@ -117,7 +117,8 @@ class DistillTrainer(FlowTrainer):
 
     def loss_of(self, model: FlowModel) -> Callable[..., dict[str, torch.Tensor]]:
         """``distillation_loss`` on the (noise, teacher's digit) pairs, with this run's settings."""
-        return partial(distillation_loss, cast(FlowMatching, model), distance=self.t.distill_loss, path_share=self.t.distill_path_share)
+        return partial(distillation_loss, cast(FlowMatching, model), distance=self.t.distill_loss,
+                       path_share=self.t.distill_path_share)
 
     # ------------------------------------------------------------------ the pairs
     def make_pairs(self) -> None:
