@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from mnistgen.fileio import atomic_write
-from mnistgen.images import grid, plt
+from mnistgen.images import grid
+from mnistgen.plots import subplots
 
 SHIPPED = ("vae", "gan", "flow")
 DIGITS_PER_MODEL = 40
@@ -34,13 +35,12 @@ def sample_shipped(name: str, seed: int, folder: Path) -> np.ndarray:
 
 def side_by_side(pictures: dict[str, np.ndarray], path: str) -> None:
     """One row of labelled grids, sized to the grids (a wide strip, no margins to speak of)."""
-    fig, axes = plt.subplots(1, len(pictures), figsize=(4 * len(pictures), 2.9), layout="constrained")
+    fig, axes = subplots(1, len(pictures), figsize=(4 * len(pictures), 2.9), layout="constrained")
     for ax, (label, picture) in zip(axes, pictures.items()):
         ax.imshow(picture, cmap="gray", vmin=0, vmax=255)
         ax.set_title(label)
         ax.axis("off")
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
-    plt.close(fig)
 
 
 def main() -> None:
