@@ -55,9 +55,13 @@ def publish(source: Path, dest: Path) -> None:
     print(f"{dest}: {size / 1e6:.1f} MB")
 
 
-if __name__ == "__main__":
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a folder written by mnistgen reproduce")
     parser.add_argument("dest", type=Path, help="where the committable copy goes (replaced)")
     args = parser.parse_args()
     publish(args.source, args.dest)
+
+
+if __name__ == "__main__":
+    main()
