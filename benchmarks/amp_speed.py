@@ -72,6 +72,8 @@ def main() -> None:
     batch = args.batch_size or t.batch_size
     torch.manual_seed(0)
     initial = build_model(cfg.model, **cfg.model_args).to(device)
+    if not isinstance(initial, GAN):
+        parser.error(f"preset {args.preset} is a {initial.family}: this benchmark times GAN steps")
     low, high = initial.data_range
     real = torch.rand(batch, 1, 28, 28, device=device) * (high - low) + low
     z = torch.randn(batch, initial.latent_dim, device=device)

@@ -36,10 +36,10 @@ def main() -> None:
         for preset in args.presets:
             for n in (int(k) for k in args.nproc.split(",")):
                 run = Path(tmp) / f"{preset}-{n}"
-                command = [sys.executable, "-m", "mnistgen", "train", preset, "--epochs", str(args.epochs),
-                           "--out", str(run), "--no-progress", "--device", args.device, "--nproc", str(n)]
+                argv = [sys.executable, "-m", "mnistgen", "train", preset, "--epochs", str(args.epochs),
+                        "--out", str(run), "--no-progress", "--device", args.device, "--nproc", str(n)]
                 started = time.perf_counter()
-                subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
                 wall = time.perf_counter() - started
                 summary = json.loads((run / "summary.json").read_text())
                 rows.append({"preset": preset, "processes": n, "epochs": summary["epochs_completed"],

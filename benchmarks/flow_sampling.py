@@ -21,21 +21,9 @@ import torch
 
 from mnistgen import plots
 from mnistgen.evaluation import evaluate
-from mnistgen.sampling import load_trained_model, sample_images, set_sampling
+from mnistgen.sampling import load_trained_model, network_calls, sample_images, set_sampling
 
 SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
-
-
-def network_calls(model: torch.nn.Module) -> int:
-    """Network calls per digit, counted on one draw (a data-predicting flow's last Heun step is an
-    Euler step, guidance doubles each call: counting beats a formula)."""
-    calls = []
-    hook = model.net.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        model.sample(1, generator=torch.Generator().manual_seed(0))
-    finally:
-        hook.remove()
-    return len(calls)
 
 
 def digits_per_second(target: str, n: int, **sampling: object) -> tuple[float, int]:

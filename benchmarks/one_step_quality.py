@@ -36,8 +36,9 @@ from mnistgen.checkpoint import find_checkpoint, load_checkpoint
 from mnistgen.config import apply_overrides, load_preset
 from mnistgen.evaluation import evaluate
 from mnistgen.fileio import atomic_write_text
+from mnistgen.models.base import DigitModel
 from mnistgen.pretrained import load_pretrained, read_record
-from mnistgen.sampling import load_trained_model, sample_images, set_sampling
+from mnistgen.sampling import load_trained_model, network_calls, sample_images, set_sampling
 from mnistgen.training import RunOptions, start_run
 from mnistgen.training.distill import PAIRS_FILE, pairs_record
 from mnistgen.training.meanflow import PRETRAINED_PREFIX
@@ -116,23 +117,11 @@ def run_summary(run: Path) -> dict[str, Any]:
     return shipped(run)["training"] if is_shipped(run) else json.loads((run / "summary.json").read_text())
 
 
-def load_any(source: str) -> torch.nn.Module:
+def load_any(source: str) -> DigitModel:
     """A run folder's, checkpoint's or shipped model (``pretrained:NAME``), in eval mode on the CPU."""
     if source.startswith(PRETRAINED_PREFIX):
         return load_pretrained(source.removeprefix(PRETRAINED_PREFIX))[0]
     return load_trained_model(source)[0]
-
-
-def network_calls(model: torch.nn.Module) -> int:
-    """Network calls for one digit, counted (guidance doubles them; a GAN's generator is called once)."""
-    net = model.net if hasattr(model, "net") else model.generator
-    calls: list[int] = []
-    hook = net.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        model.sample(1, generator=torch.Generator().manual_seed(0))
-    finally:
-        hook.remove()
-    return len(calls)
 
 
 def parse_flow_sampling(spec: str) -> dict[str, Any]:

@@ -43,8 +43,9 @@ def rebuild_optimizers(trainer: Trainer, **flags: bool) -> None:
             accepted = set(inspect.signature(type(old)).parameters) - {"params", "fused", "foreach"}
             group = {k: v for k, v in old.param_groups[0].items() if k in accepted}
             setattr(trainer, name, type(old)(old.param_groups[0]["params"], **group, **flags))
-    if getattr(trainer, "scheduler", None) is not None:
-        trainer.scheduler.optimizer = trainer.opt
+    scheduler = getattr(trainer, "scheduler", None)  # the likelihood trainers', which have one optimizer
+    if scheduler is not None:
+        scheduler.optimizer = trainer.opt  # type: ignore[attr-defined]
 
 
 def build(preset: str, variant: str, tmp: str, initial: dict[str, Any] | None) -> Trainer:
@@ -57,7 +58,7 @@ def build(preset: str, variant: str, tmp: str, initial: dict[str, Any] | None) -
         trainer.model.load_state_dict(initial)
     fmt = torch.channels_last if "cl" in parts else torch.contiguous_format if "nocl" in parts else None
     if fmt is not None:
-        trainer.model.to(memory_format=fmt)
+        trainer.model.to(memory_format=fmt)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
         trainer.x_train = trainer.x_train.contiguous(memory_format=fmt)
         trainer.x_val = trainer.x_val.contiguous(memory_format=fmt)
     if "fused" in parts:

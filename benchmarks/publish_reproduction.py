@@ -28,7 +28,7 @@ EMBEDDED = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 def small_png(data: bytes) -> bytes:
     image = Image.open(io.BytesIO(data)).convert("RGB")
     if image.width > MAX_WIDTH:
-        image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
+        image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.Resampling.LANCZOS)
     image = image.quantize(colors=COLOURS)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)

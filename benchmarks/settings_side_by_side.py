@@ -34,6 +34,7 @@ from typing import Any
 from mnistgen.config import apply_overrides, load_preset
 from mnistgen.evaluation import evaluate
 from mnistgen.fileio import atomic_write_text
+from mnistgen.models.flow_matching import FlowMatching
 from mnistgen.training import RunOptions, start_run
 from mnistgen.training.distill import PAIRS_FILE, DistillTrainer, pairs_record
 from mnistgen.training.meanflow import read_flow
@@ -68,6 +69,7 @@ def reuse_pairs(source: Path) -> None:
     first run did, instead of asking the teacher again."""
     def make_pairs(self: DistillTrainer) -> None:
         teacher, _ = read_flow(self.t.distill_from, setting="distill_from")
+        assert isinstance(teacher, FlowMatching)  # the first variant's run checked it
         self.model.net.load_state_dict(teacher.net.state_dict())
         shutil.copyfile(source / PAIRS_FILE, self.out / PAIRS_FILE)
         self.read_pairs()

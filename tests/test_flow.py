@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from mnistgen.cli import main
+from mnistgen.models import build_model
 from mnistgen.models.flow_matching import FlowMatching
-from mnistgen.sampling import great_circle
+from mnistgen.sampling import great_circle, network_calls
 from mnistgen.training.flow import FlowTrainer
 
 
@@ -109,6 +110,16 @@ def test_a_data_predicting_flow_lands_on_its_prediction_and_never_asks_at_t_1(sa
     assert abs(float(model.loss(digit)["loss"]) - float((digit ** 2).mean())) < 1e-6
     with pytest.raises(ValueError, match="target"):
         FlowMatching(target="noise")
+
+
+@pytest.mark.parametrize(("sampler", "steps", "guidance", "calls"),
+                         [("euler", 1, 0.0, 1), ("euler", 4, 0.0, 4), ("heun", 5, 0.0, 9), ("heun", 5, 0.2, 18)])
+def test_network_calls_counts_each_call_of_the_drawing_network(sampler, steps, guidance, calls):
+    # Heun's last step onto t = 1 is an Euler step, and guidance asks again without the label.
+    model = tiny_flow(sampler=sampler, steps=steps, guidance=guidance, target="data", num_classes=10)
+    assert network_calls(model) == calls
+    assert network_calls(build_model("fast_gan").eval()) == 1
+    assert network_calls(build_model("fast_vae").eval()) == 1
 
 
 @pytest.mark.parametrize("patch", [1, 2])

@@ -83,6 +83,21 @@ def sample_images(model: DigitModel, n: int, seed: int = 0, batch: int = 2000, d
     return to_uint8(draw(model, n, seed, digit, batch, device="cpu"))
 
 
+def network_calls(model: DigitModel) -> int:
+    """Network calls one digit costs, counted on one draw rather than computed: a data-predicting
+    flow's last Heun step is an Euler step and guidance doubles each call, so counting is simpler than
+    a formula. The network counted is the one that draws: a flow's, a GAN's generator, a VAE's decoder."""
+    parts = model.parts()
+    net = (parts.get("network") or parts.get("generator") or parts["decoder"])[0]
+    calls: list[int] = []
+    hook = net.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        model.sample(1, generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    return len(calls)
+
+
 @torch.no_grad()
 def first_latent(model: DigitModel, seed: int, digit: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The latent (latent_dim,) and digit (1,) that :func:`draw` uses for the first image of ``seed``
