@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
-from mnistgen.config import Config, apply_overrides, load_preset
+from mnistgen.config import Config, apply_overrides, load_preset, parse_override
 from mnistgen.evaluation import evaluate
 from mnistgen.fileio import atomic_write_text
 from mnistgen.pretrained import FOLDER_ENV, export_run
+from mnistgen.sampling import FLOW_SAMPLING
 from mnistgen.training import RunOptions, start_run
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "mnistgen" / "pretrained"
@@ -60,10 +61,17 @@ def train(preset: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any], 
     return run, summary, f"benchmarks/train_pretrained.py {preset} --epochs {epochs} --seed {args.seed}"
 
 
+def run_sampling(settings: list[str]) -> dict[str, Any]:
+    """The sampling options (steps, sampler, guidance) among --set's settings: the float32 run is scored
+    with them too, so its scores and the shipped weights' differ only by the float16 export."""
+    given = dict(parse_override(item) for item in settings)
+    return {name: given[f"model_args.{name}"] for name in FLOW_SAMPLING if f"model_args.{name}" in given}
+
+
 def ship(preset: str, run: Path, summary: dict[str, Any], command: str, args: argparse.Namespace) -> None:
     """Export ``run``'s sampling weights in float16 and record the scores of the run and of those weights."""
     out = Path(args.out)
-    full = evaluate(run, n=args.n, seed=args.seed)
+    full = evaluate(run, n=args.n, seed=args.seed, sampling=run_sampling(args.set) or None)
     record = {"name": preset, "preset": preset, "seed": args.seed, "epochs": summary["epochs_completed"],
               "command": command, "made": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "training": summary,

@@ -52,7 +52,7 @@ def test_models_lists_each_run_with_what_it_can_do(client):
     assert set(models) == {"plane", "vae", "gan", "flow"}
     assert models["plane"]["latent_plane"] and not models["plane"]["conditional"]
     assert models["vae"]["reconstructs"] and models["vae"]["conditional"] and not models["vae"]["latent_plane"]
-    assert models["flow"]["sampling"] == {"temperature": 1.0, "steps": 5, "guidance": 0.2}
+    assert models["flow"]["sampling"] == {"temperature": 1.0, "steps": 5, "guidance": 0.15}
     assert "steps" not in models["gan"]["sampling"]
 
 

@@ -9,7 +9,7 @@ network also learns the unconditional velocity that classifier-free guidance nee
 where the velocity is hardest to predict; Esser et al. 2024). The ``flow`` preset draws logit-normal
 times: with the same seed and epochs they scored better than uniform ones at every length measured
 on 2 CPU cores (FID 0.90 against 1.26 after 6 epochs, 1.01 against 1.66 after 8 without guidance,
-0.65 against 0.69 after 24 at the preset's sampling; docs/benchmarks.md).
+0.65 against 0.69 after 24 with 5 Heun steps and guidance 0.2; docs/benchmarks.md).
 
 Sampling: from noise at t = 0 to a digit at t = 1 in ``steps`` equal steps of Euler (one network
 call per step) or Heun (two: the average of the slopes at both ends of the step).
