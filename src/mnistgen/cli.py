@@ -410,7 +410,7 @@ def build_sample(sub: Any) -> None:
                      "  mnistgen sample runs/gan-20261202-101500 --num 100 --digit 7 --out sevens.png\n"
                      "  mnistgen sample runs/flow-20261202-101500 --steps 4 --guidance 2 -n 10000 --out flow.npz\n")
     sample.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a run folder or .pt checkpoint; with "
-                        "--pretrained, the name of shipped weights (vae, gan, flow)")
+                        "--pretrained, the name of shipped weights (`mnistgen presets` marks which have them)")
     sample.add_argument("--pretrained", action="store_true",
                         help="draw from the weights shipped in the package (no training needed)")
     add_count(sample, 100, "number of digits")
@@ -460,7 +460,8 @@ def build_evaluate(sub: Any) -> None:
                  "  mnistgen evaluate digits.npz\n")
     ev.add_argument("target", metavar="RUN_CHECKPOINT_OR_IMAGES",
                     help="a run folder, a .pt checkpoint, an .npz/.npy of images, or with --pretrained a shipped name")
-    ev.add_argument("--pretrained", action="store_true", help="TARGET names weights shipped in the package (vae, gan, flow)")
+    ev.add_argument("--pretrained", action="store_true", help="TARGET names weights shipped in the package "
+                    "(`mnistgen presets` marks which have them)")
     add_count(ev, 10_000, "samples to evaluate")
     add_seed(ev, 0, "sampling")
     ev.add_argument("--threshold", type=checked(PROBABILITY), default=0.9,
