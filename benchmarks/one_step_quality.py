@@ -45,9 +45,17 @@ from mnistgen.training.meanflow import PRETRAINED_PREFIX
 
 SCORES = ("acceptable", "coverage", "inception_score", "fid", "kid", "precision", "recall")
 TIMED = 2000  # digits drawn to time a row (after a warm-up): whole batches for every model here
-# 1, 2 and 4 Euler steps, 5 Heun steps (the step ending at t = 1 is Euler: 9 calls), then with the
-# preset's guidance 0.2 (18 calls): the flow preset's sampling
-FLOW_SAMPLINGS = "euler:1:0,euler:2:0,euler:4:0,heun:5:0,heun:5:0.2"
+
+
+def preset_sampling(preset: str = "flow") -> str:
+    """The flow preset's own sampling as SAMPLER:STEPS:GUIDANCE (read, so that it follows the preset)."""
+    args = load_preset(preset).model_args
+    return f"{args['sampler']}:{args['steps']}:{args['guidance']:g}"
+
+
+# 1, 2 and 4 Euler steps, 5 Heun steps (the step ending at t = 1 is Euler: 9 calls), then the preset's
+# sampling (5 Heun steps with guidance: 18 calls)
+FLOW_SAMPLINGS = f"euler:1:0,euler:2:0,euler:4:0,heun:5:0,{preset_sampling()}"
 # The setting that names the flow a one-step preset comes from.
 TEACHER_SETTING = {"flow-1step": "distill_from", "meanflow": "init_from"}
 
@@ -125,7 +133,7 @@ def load_any(source: str) -> DigitModel:
 
 
 def parse_flow_sampling(spec: str) -> dict[str, Any]:
-    """"heun:5:0.2" as sampling options for evaluate and set_sampling."""
+    """"heun:5:0.15" as sampling options for evaluate and set_sampling."""
     sampler, steps, guidance = spec.split(":")
     return {"sampler": sampler, "steps": int(steps), "guidance": float(guidance)}
 
